@@ -1,0 +1,44 @@
+"""Command-line helpers: ``--key value`` overrides parsed into typed config values."""
+from typing import Any, Dict, List
+
+import yaml
+
+from recstudio.utils.errors import ConfigError
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line value as YAML: ``5`` -> 5, ``[0.8,0.1,0.1]`` -> list, ``null`` -> None.
+
+    Example:
+        >>> parse_value("0.5"), parse_value("true"), parse_value("ml-1m")
+        (0.5, True, 'ml-1m')
+    """
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def parse_overrides(args: List[str]) -> Dict[str, Any]:
+    """Turn ``["--min_user_inter", "5", "--binarize=true"]`` into ``{"min_user_inter": 5, "binarize": True}``.
+
+    Raises:
+        ConfigError: a token that is not ``--key``, or a key without a value.
+    """
+    out: Dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        if not tok.startswith("--") or len(tok) < 3:
+            raise ConfigError(f"unexpected argument {tok!r}; options are written --key value.")
+        key = tok[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args) or (args[i + 1].startswith("--") and len(args[i + 1]) > 2):
+                raise ConfigError(f"option --{key} needs a value.")
+            value = args[i + 1]
+            i += 2
+        out[key.replace("-", "_")] = parse_value(value)
+    return out

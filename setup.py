@@ -1,0 +1,35 @@
+"""RecStudio: a modular research framework and model zoo for recommender systems."""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+
+setup(
+    name="recstudio",
+    version="0.1.0",
+    description="A modular research framework and model zoo for recommender systems in PyTorch",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["recstudio", "recstudio.*"]),
+    # the bundled MovieLens-100K files (datasets/) stay out of wheels and sdists: installed
+    # packages download them from GroupLens, whose terms forbid redistribution
+    package_data={"recstudio.data": ["registry/*.yaml"]},
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pandas>=2.0",
+        "pyarrow>=14",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "dev": ["pytest>=7"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
