@@ -1,0 +1,144 @@
+"""The data configuration: every key the data layer understands, its default and meaning.
+
+Values come, in increasing priority, from :data:`DATA_DEFAULTS`, the dataset's registry
+YAML (its ``config`` section), and the caller's overrides. An unknown key is an error
+naming the closest valid key; a value of the wrong type is an error too.
+"""
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from recstudio.utils.errors import ConfigError
+from recstudio.utils.suggest import did_you_mean
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration key: its default, accepted types, allowed values and help text."""
+
+    default: Any
+    types: Tuple[type, ...]
+    help: str
+    choices: Optional[Tuple[Any, ...]] = None
+    nullable: bool = False
+
+
+_NUM = (int, float)
+
+#: every data-layer key. ``preprocess`` keys enter the processed-cache key; split keys do not.
+DATA_OPTIONS: Dict[str, Option] = {
+    # where
+    "data_dir": Option(None, (str, os.PathLike), "cache folder for downloads and processed data "
+                       "(default: $RECSTUDIO_DATA_DIR, else ~/.cache/recstudio)", nullable=True),
+    "cache": Option(True, (bool,), "read and write the processed-data cache"),
+    # reading
+    "field_separator": Option("\t", (str,), "column separator of atomic files"),
+    "seq_separator": Option(" ", (str,), "separator inside token_seq / float_seq cells"),
+    "encoding": Option("utf-8", (str,), "text encoding of the atomic files"),
+    "load_fields": Option(None, (dict,), "suffix -> list of fields to load (e.g. {'item': ['item_id', 'genre']}); "
+                          "null loads every field", nullable=True),
+    # field roles
+    "user_field": Option("user_id", (str,), "the user id field of .inter / .user"),
+    "item_field": Option("item_id", (str,), "the item id field of .inter / .item"),
+    "rating_field": Option("rating", (str,), "the rating field (null when the data has none)", nullable=True),
+    "time_field": Option("timestamp", (str,), "the time field (null when the data has none)", nullable=True),
+    "time_format": Option(None, (str,), "strptime format for a text time field; null reads numbers as "
+                          "seconds and text as ISO-8601", nullable=True),
+    # preprocessing
+    "rating_threshold": Option(None, _NUM, "drop interactions whose rating is below this value", nullable=True),
+    "binarize": Option(False, (bool,), "after the threshold, set every kept rating to 1.0 (implicit feedback)"),
+    "dedup": Option("first", (str,), "repeated (user, item) pairs: keep the 'first' or 'last' (by time, else "
+                    "file order) or 'all'", choices=("first", "last", "all")),
+    "min_user_inter": Option(0, (int,), "k-core: drop users with fewer interactions (iterated with items)"),
+    "min_item_inter": Option(0, (int,), "k-core: drop items with fewer interactions (iterated with users)"),
+    "float_scaling": Option({}, (dict,), "float field -> 'standard' | 'minmax' | 'log' (log1p)"),
+    "discretize": Option({}, (dict,), "float field -> number of equal-frequency bins; the field becomes a token"),
+    # splitting
+    "split_mode": Option("user_entry", (str,), "'user_entry': each user's interactions by ratio; 'entry': all "
+                         "interactions by ratio; 'user': disjoint users; 'loo': leave-one-out (last = test, "
+                         "second-to-last = valid, by time)", choices=("user_entry", "entry", "user", "loo")),
+    "split_ratio": Option([0.8, 0.1, 0.1], (list, tuple), "train / valid / test shares (two values: no valid)"),
+    "split_order": Option("random", (str,), "order within the split: 'random' (seeded) or 'time'",
+                          choices=("random", "time")),
+    "fold_in_ratio": Option(0.8, _NUM, "split_mode 'user': share of a held-out user's interactions given as "
+                            "input history; the rest are the targets"),
+    "seed": Option(2022, (int,), "seed of every random choice in splitting and sampling"),
+}
+
+#: keys that change the processed arrays (and so the cache key)
+PREPROCESS_KEYS = (
+    "field_separator", "seq_separator", "encoding", "load_fields", "user_field", "item_field", "rating_field",
+    "time_field", "time_format", "rating_threshold", "binarize", "dedup", "min_user_inter", "min_item_inter",
+    "float_scaling", "discretize",
+)
+SPLIT_KEYS = ("split_mode", "split_ratio", "split_order", "fold_in_ratio", "seed")
+
+
+def check_value(key: str, value: Any, option: Option) -> Any:
+    """Validate one value against its :class:`Option`; returns the (normalised) value."""
+    if value is None:
+        if option.nullable:
+            return None
+        raise ConfigError(f"config key {key!r} may not be null; {option.help}.")
+    if option.types == _NUM and isinstance(value, bool):
+        raise ConfigError(f"config key {key!r} expects a number, got {value!r}.")
+    if option.types == (int,) and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, option.types) or (option.types == (int,) and isinstance(value, bool)):
+        names = " or ".join(t.__name__ for t in option.types)
+        raise ConfigError(f"config key {key!r} expects {names}, got {type(value).__name__} {value!r}; {option.help}.")
+    if option.choices is not None and value not in option.choices:
+        raise ConfigError(f"config key {key!r} must be one of {list(option.choices)}, got {value!r}."
+                          + did_you_mean(str(value), [str(c) for c in option.choices]))
+    if isinstance(value, tuple):
+        value = list(value)
+    return value
+
+
+def resolve_data_config(*layers: Optional[Mapping[str, Any]], where: str = "data config") -> Dict[str, Any]:
+    """Merge config layers (later wins) over the defaults and validate every key.
+
+    Args:
+        *layers: dicts of overrides, lowest priority first (e.g. dataset YAML, user kwargs).
+        where: a label for error messages.
+
+    Returns:
+        A complete dict with every key of :data:`DATA_OPTIONS`.
+
+    Raises:
+        ConfigError: an unknown key (the message names the closest keys) or a bad value.
+
+    Example:
+        >>> resolve_data_config({"min_user_inter": 5})["min_user_inter"]
+        5
+    """
+    config = {k: (list(o.default) if isinstance(o.default, list) else
+                  dict(o.default) if isinstance(o.default, dict) else o.default)
+              for k, o in DATA_OPTIONS.items()}
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if key not in DATA_OPTIONS:
+                raise ConfigError(f"unknown key {key!r} in {where}." + did_you_mean(key, DATA_OPTIONS)
+                                  + " See recstudio.data.config.DATA_OPTIONS for every data key.")
+            config[key] = check_value(key, value, DATA_OPTIONS[key])
+    ratio = config["split_ratio"]
+    if len(ratio) not in (2, 3) or any(not isinstance(r, _NUM) or r < 0 for r in ratio) \
+            or abs(sum(ratio) - 1.0) > 1e-6:
+        raise ConfigError(f"split_ratio must be 2 or 3 non-negative numbers summing to 1, got {ratio}.")
+    if not 0.0 < config["fold_in_ratio"] < 1.0:
+        raise ConfigError(f"fold_in_ratio must be in (0, 1), got {config['fold_in_ratio']}.")
+    for key in ("min_user_inter", "min_item_inter"):
+        if config[key] < 0:
+            raise ConfigError(f"{key} must be >= 0, got {config[key]}.")
+    for field, how in config["float_scaling"].items():
+        if how not in ("standard", "minmax", "log"):
+            raise ConfigError(f"float_scaling[{field!r}] must be 'standard', 'minmax' or 'log', got {how!r}.")
+    for field, bins in config["discretize"].items():
+        if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
+            raise ConfigError(f"discretize[{field!r}] must be an integer number of bins >= 2, got {bins!r}.")
+    return config
+
+
+def preprocess_config(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The part of a resolved config that determines the processed arrays."""
+    return {k: config[k] for k in PREPROCESS_KEYS}
