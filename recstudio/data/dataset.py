@@ -136,6 +136,29 @@ class RecDataset:
         from recstudio.data.split import split_dataset
         return split_dataset(self, **overrides)
 
+    def save(self, path) -> "Path":
+        """Save the processed dataset (arrays, features, id maps, config) to a portable ``.npz``.
+
+        Example:
+            >>> ds.save("ml100k.npz"); same = RecDataset.load("ml100k.npz")     # doctest: +SKIP
+        """
+        from recstudio.data.cache import save_dataset
+        return save_dataset(self, path, key="saved")
+
+    @classmethod
+    def load(cls, path) -> "RecDataset":
+        """Load a dataset written by :meth:`save`.
+
+        Raises:
+            DataError: the file is missing, truncated or not a saved dataset.
+        """
+        from recstudio.data.cache import load_dataset
+        from recstudio.utils.errors import DataError
+        ds = load_dataset(path, key="saved", delete_broken=False)
+        if ds is None:
+            raise DataError(f"{path} is not a readable saved RecDataset (missing, truncated or another format).")
+        return ds
+
     def __repr__(self) -> str:
         return (f"RecDataset({self.name!r}: {len(self.id_maps['user'])} users, {len(self.id_maps['item'])} items, "
                 f"{self.num_interactions} interactions)")

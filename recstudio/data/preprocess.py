@@ -189,8 +189,7 @@ class Preprocessor:
         inter = self._interactions(tables["inter"])
         user_feat = self._features(tables.get("user"), "user", self.config["user_field"])
         item_feat = self._features(tables.get("item"), "item", self.config["item_field"])
-        extra = {s: self._extra(s, tables[s]) for s in ("link", "kg", "net") if s in tables}
-        extra = {s: t for s, t in extra.items() if t is not None}
+        extra = self._extras(tables)
         return RecDataset(self.name, self.config, inter, self.vocabs.maps, self.vocabs.field_vocab,
                           user_feat, item_feat, extra)
 
@@ -290,6 +289,9 @@ class Preprocessor:
             if field in cfg["float_scaling"]:
                 x = scale(x, cfg["float_scaling"][field], field)
             return x.astype(np.float32), FieldType.FLOAT
+        dense = _dense_vectors(col) if ftype == FieldType.FLOAT_SEQ else None
+        if dense is not None:
+            return dense, ftype
         rows, pos, flat = split_sequences(col.to_numpy(dtype=object), cfg["seq_separator"],
                                           ftype == FieldType.FLOAT_SEQ)
         width = int(pos.max()) + 1 if len(pos) else 1
@@ -337,43 +339,55 @@ class Preprocessor:
             columns[f], types[f] = full, typ
         return FeatureTable(columns, types)
 
-    def _extra(self, suffix: str, table: AtomicTable) -> Optional[FeatureTable]:
-        """Remap ``.link`` / ``.kg`` / ``.net`` tables; rows naming unknown users/items are dropped."""
-        frame, types = table.frame, table.types
-        tokens = [f for f, t in types.items() if t == FieldType.TOKEN]
+    def _extra_roles(self, suffix: str, table: AtomicTable) -> Dict[str, str]:
+        """Which id space each token field of a ``.net`` / ``.link`` / ``.kg`` table uses."""
+        tokens = [f for f, t in table.types.items() if t == FieldType.TOKEN]
         if suffix == "net":
-            roles = {f: "user" for f in tokens}
-        elif suffix == "link":
-            iid = self.config["item_field"]
-            roles = {f: ("item" if f == iid else "entity") for f in tokens}
-        else:
-            rel = [f for f in tokens if "relation" in f] or tokens[1:2]
-            roles = {f: ("relation" if f in rel else "entity") for f in tokens}
-        keep = np.ones(len(frame), dtype=bool)
-        columns = {}
-        new_vocab = {}
+            return {f: "user" for f in tokens}
+        if suffix == "link":
+            return {f: ("item" if f == self.config["item_field"] else "entity") for f in tokens}
+        rel = [f for f in tokens if "relation" in f] or tokens[1:2]
+        return {f: ("relation" if f in rel else "entity") for f in tokens}
+
+    def _extras(self, tables: Dict[str, AtomicTable]) -> Dict[str, FeatureTable]:
+        """Remap ``.link`` / ``.kg`` / ``.net``; rows naming unknown users/items are dropped.
+
+        Entities of ``.link`` and ``.kg`` share one vocabulary (``entity``), relations have
+        their own (``relation``).
+        """
+        present = {s: tables[s] for s in ("link", "kg", "net") if s in tables}
+        roles = {s: self._extra_roles(s, t) for s, t in present.items()}
         for vocab in ("entity", "relation"):
-            fields = [f for f in tokens if roles[f] == vocab]
-            if fields and vocab not in self.vocabs.maps:
-                values = pd.concat([frame[f].astype(str) for f in fields], ignore_index=True)
-                new_vocab[vocab] = pd.unique(values)
-                self.vocabs.add(vocab, new_vocab[vocab], fields)
-            elif fields:
-                for f in fields:
-                    self.vocabs.field_vocab.setdefault(f, vocab)
-        for f in tokens:
-            idmap = self.vocabs.maps[roles[f]]
-            values = frame[f].astype(str).to_numpy() if idmap.tokens.dtype.kind in "US" else frame[f].to_numpy()
-            ids = idmap.encode(values, missing="zero")
-            keep &= ids > 0
-            columns[f] = ids
-        for f, t in types.items():
-            if f not in columns and t == FieldType.FLOAT:
-                columns[f] = float_values(frame[f], f, f"{self.name}.{suffix}").astype(np.float32)
-        if not columns:
-            return None
-        return FeatureTable({f: v[keep] for f, v in columns.items()},
-                            {f: types[f] for f in columns})
+            fields = [(s, f) for s in present for f, r in roles[s].items() if r == vocab]
+            if fields:
+                values = pd.concat([present[s].frame[f].astype(str) for s, f in fields], ignore_index=True)
+                self.vocabs.add(vocab, pd.unique(values), [f for _, f in fields])
+        out = {}
+        for suffix, table in present.items():
+            frame, types = table.frame, table.types
+            keep = np.ones(len(frame), dtype=bool)
+            columns = {}
+            for f, role in roles[suffix].items():
+                idmap = self.vocabs.maps[role]
+                values = frame[f].astype(str).to_numpy() if idmap.tokens.dtype.kind in "US" else frame[f].to_numpy()
+                columns[f] = idmap.encode(values, missing="zero")
+                keep &= columns[f] > 0
+            for f, t in types.items():
+                if f not in columns and t == FieldType.FLOAT:
+                    columns[f] = float_values(frame[f], f, f"{self.name}.{suffix}").astype(np.float32)
+            if columns:
+                out[suffix] = FeatureTable({f: v[keep] for f, v in columns.items()}, {f: types[f] for f in columns})
+        return out
+
+
+def _dense_vectors(col: pd.Series) -> Optional[np.ndarray]:
+    """Fast path for equal-length vectors (e.g. item embeddings): a float32 matrix, or None."""
+    values = col.to_numpy(dtype=object)
+    if len(values) and all(isinstance(v, (list, tuple, np.ndarray)) for v in values):
+        lengths = {len(v) for v in values}
+        if len(lengths) == 1:
+            return np.asarray(np.stack([np.asarray(v, dtype=np.float32) for v in values]), dtype=np.float32)
+    return None
 
 
 def scale(x: np.ndarray, how: str, field: str) -> np.ndarray:
