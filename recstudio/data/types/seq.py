@@ -1,0 +1,100 @@
+"""SeqDataset: one row per target interaction, the user's history prefix -> the next item."""
+from typing import Optional
+
+import numpy as np
+import torch
+
+from recstudio.data.fields import FieldType
+from recstudio.data.types.base import Batch, BatchDataset, Device, gather_windows, segments
+from recstudio.utils.errors import ConfigError
+
+ITEM_SEQ = "item_seq"
+SEQ_LEN = "seq_len"
+
+
+class UserSequences:
+    """The items of some interaction rows, grouped by user in time order, as one flat tensor.
+
+    ``flat[lo[u]:hi[u]]`` are user ``u``'s items (``rows`` ascending = user, then time order).
+    A leading 0 keeps ``flat`` non-empty.
+    """
+
+    def __init__(self, dataset, rows: np.ndarray, device: torch.device):
+        users = dataset.users[rows]
+        offsets = segments(users, dataset.num_users) + 1
+        self.flat = torch.from_numpy(np.concatenate([[0], dataset.items[rows]]).astype(np.int64)).to(device)
+        self.lo = offsets[:-1]
+        self.hi = offsets[1:]
+
+
+class SeqDataset(BatchDataset):
+    """One example per target interaction: the items before it -> the item (GRU4Rec, NARM, Caser, DIN).
+
+    - ``phase='train'``: one row per train interaction whose user has at least ``min_history``
+      earlier train interactions; the history is those earlier train items in time order.
+    - ``phase='valid' | 'test'``: one row per target interaction; the history is the user's
+      evaluation history (``split.history_rows(phase)``) in time order (every target of a user
+      gets the same history, which never contains another target).
+
+    The history is truncated to its last ``max_seq_len`` items. Padding with 0:
+    ``'left'`` (default) right-aligns the items, zeros first, so the latest item is always in the
+    last column; ``'right'`` left-aligns them, the latest at ``seq_len - 1``, zeros after.
+
+    Batch keys: the user field and the item field (the next item; int64 ``[B]``), the rating
+    (float32 ``[B]``) if any, ``item_seq`` (int64 ``[B, max_seq_len]``) and ``seq_len``
+    (int64 ``[B]``).
+
+    Args:
+        split, phase: the split and the phase.
+        max_seq_len: history window.
+        padding: ``'left'`` or ``'right'``.
+        min_history: train rows with fewer earlier items are dropped (eval rows are all kept).
+        resident_device, seed: see :class:`~recstudio.data.types.base.BatchDataset`.
+
+    Example:
+        A user with train items 5, 9, 4, 7 in time order gives three rows (next item 9, 4, 7):
+
+        >>> b = SeqDataset(split, max_seq_len=3)[torch.arange(3)]     # doctest: +SKIP
+        >>> b["item_seq"], b["seq_len"]                               # doctest: +SKIP
+        (tensor([[0, 0, 5], [0, 5, 9], [5, 9, 4]]), tensor([1, 2, 3]))
+    """
+
+    def __init__(self, split, phase: str = "train", max_seq_len: int = 50, padding: str = "left",
+                 min_history: int = 1, resident_device: Device = None, seed: Optional[int] = None):
+        super().__init__(split, phase, resident_device, seed)
+        if max_seq_len < 1:
+            raise ConfigError(f"max_seq_len must be >= 1, got {max_seq_len}.")
+        if padding not in ("left", "right"):
+            raise ConfigError(f"padding must be 'left' or 'right', got {padding!r}.")
+        self.max_seq_len, self.padding = max_seq_len, padding
+        ds = self.dataset
+        self.uid, self.iid = ds.uid_field, ds.iid_field
+        if phase == "train":
+            rows = split.train
+            seqs = UserSequences(ds, rows, self.device)
+            users = ds.users[rows]
+            hi = np.arange(1, len(rows) + 1)  # the row's own position: its history ends just before
+            keep = hi - seqs.lo[users] >= min_history
+            rows, users, hi = rows[keep], users[keep], hi[keep]
+        else:
+            rows = split.rows(phase)
+            seqs = UserSequences(ds, split.history_rows(phase), self.device)
+            users = ds.users[rows]
+            hi = seqs.hi[users]
+        self.rows = rows
+        self.flat = seqs.flat
+        self.columns[self.uid] = self.tensor(users)
+        self.columns[self.iid] = self.tensor(ds.items[rows])
+        self.field_types = {self.uid: FieldType.TOKEN, self.iid: FieldType.TOKEN}
+        if ds.rating_field:
+            self.columns[ds.rating_field] = self.tensor(ds.inter[ds.rating_field][rows].astype(np.float32))
+            self.field_types[ds.rating_field] = FieldType.FLOAT
+        self.field_types[ITEM_SEQ] = FieldType.TOKEN_SEQ
+        self.field_types[SEQ_LEN] = None
+        self.sources[ITEM_SEQ] = self.iid
+        self._lo = self.tensor(seqs.lo[users])
+        self._hi = self.tensor(hi)
+
+    def extend(self, idx: torch.Tensor, batch: Batch) -> None:
+        batch[ITEM_SEQ], batch[SEQ_LEN] = gather_windows(self.flat, self._lo[idx], self._hi[idx],
+                                                         self.max_seq_len, self.padding)
