@@ -80,7 +80,8 @@ class DataSplit:
 
     def eval_users(self, phase: str) -> np.ndarray:
         """Inner ids of users with at least one target in ``phase`` (ascending)."""
-        return np.unique(self.dataset.users[self.rows(phase)])
+        users = self.dataset.users[self.rows(phase)]  # rows ascend and interactions are user-sorted
+        return users[np.r_[True, users[1:] != users[:-1]]] if len(users) else users
 
     def summary(self) -> Dict[str, int]:
         """Interactions and evaluated users per phase."""

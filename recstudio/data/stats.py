@@ -55,12 +55,13 @@ def _summary(x: np.ndarray) -> Dict[str, float]:
     return {"min": float(x.min()), "mean": float(x.mean()), "median": float(np.median(x)), "max": float(x.max())}
 
 
-def _feature_summary(table, skip) -> Dict[str, str]:
+def _feature_summary(table, skip, first_row: int = 0) -> Dict[str, str]:
+    """One line per field; ``first_row=1`` skips the padding row of per-id feature tables."""
     out = {}
     for name, t in table.types.items():
         if name in skip:
             continue
-        col = table[name]
+        col = table[name][first_row:]
         if t == FieldType.TOKEN:
             out[name] = f"token, {len(np.unique(col[col > 0]))} values, {int((col == 0).sum())} missing"
         elif t == FieldType.TOKEN_SEQ:
@@ -108,9 +109,9 @@ def dataset_statistics(ds) -> DatasetStatistics:
     if inter_feats:
         s["interaction features"] = inter_feats
     if ds.user_feat is not None:
-        s["user features"] = _feature_summary(ds.user_feat, {ds.uid_field})
+        s["user features"] = _feature_summary(ds.user_feat, {ds.uid_field}, first_row=1)
     if ds.item_feat is not None:
-        s["item features"] = _feature_summary(ds.item_feat, {ds.iid_field})
+        s["item features"] = _feature_summary(ds.item_feat, {ds.iid_field}, first_row=1)
     for name, t in ds.extra.items():
         s[f"{name} rows"] = len(t)
     return s

@@ -49,3 +49,14 @@ def test_save_and_load_round_trip(tmp_path, tiny_frame):
     with pytest.raises(DataError, match="not a readable saved RecDataset"):
         RecDataset.load(path)
     assert path.exists()  # a user's file is never deleted
+
+
+def test_statistics_of_bundled_ml100k():
+    from recstudio.data import load_dataset
+    s = load_dataset("ml-100k").statistics()
+    assert (s["users"], s["items"], s["interactions"]) == (943, 1682, 100000)
+    assert s["interactions per user"]["min"] == 20 and s["interactions per user"]["max"] == 737
+    assert s["ratings"] == {"1": 6110, "2": 11370, "3": 27145, "4": 34174, "5": 21201}
+    assert s["user features"]["gender"] == "token, 2 values, 0 missing"
+    assert 0.6 < s["item popularity gini"] < 0.65
+    assert "interactions per item" in s.table()
