@@ -5,25 +5,12 @@ YAML (its ``config`` section), and the caller's overrides. An unknown key is an 
 naming the closest valid key; a value of the wrong type is an error too.
 """
 import os
-from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional
 
 from recstudio.utils.errors import ConfigError
-from recstudio.utils.suggest import did_you_mean
+from recstudio.utils.options import NUMBER as _NUM
+from recstudio.utils.options import Option, resolve_options
 
-
-@dataclass(frozen=True)
-class Option:
-    """One configuration key: its default, accepted types, allowed values and help text."""
-
-    default: Any
-    types: Tuple[type, ...]
-    help: str
-    choices: Optional[Tuple[Any, ...]] = None
-    nullable: bool = False
-
-
-_NUM = (int, float)
 
 #: every data-layer key. ``preprocess`` keys enter the processed-cache key; split keys do not.
 DATA_OPTIONS: Dict[str, Option] = {
@@ -74,27 +61,6 @@ PREPROCESS_KEYS = (
 SPLIT_KEYS = ("split_mode", "split_ratio", "split_order", "fold_in_ratio", "seed")
 
 
-def check_value(key: str, value: Any, option: Option) -> Any:
-    """Validate one value against its :class:`Option`; returns the (normalised) value."""
-    if value is None:
-        if option.nullable:
-            return None
-        raise ConfigError(f"config key {key!r} may not be null; {option.help}.")
-    if option.types == _NUM and isinstance(value, bool):
-        raise ConfigError(f"config key {key!r} expects a number, got {value!r}.")
-    if option.types == (int,) and isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, option.types) or (option.types == (int,) and isinstance(value, bool)):
-        names = " or ".join(t.__name__ for t in option.types)
-        raise ConfigError(f"config key {key!r} expects {names}, got {type(value).__name__} {value!r}; {option.help}.")
-    if option.choices is not None and value not in option.choices:
-        raise ConfigError(f"config key {key!r} must be one of {list(option.choices)}, got {value!r}."
-                          + did_you_mean(str(value), [str(c) for c in option.choices]))
-    if isinstance(value, tuple):
-        value = list(value)
-    return value
-
-
 def resolve_data_config(*layers: Optional[Mapping[str, Any]], where: str = "data config") -> Dict[str, Any]:
     """Merge config layers (later wins) over the defaults and validate every key.
 
@@ -112,15 +78,13 @@ def resolve_data_config(*layers: Optional[Mapping[str, Any]], where: str = "data
         >>> resolve_data_config({"min_user_inter": 5})["min_user_inter"]
         5
     """
-    config = {k: (list(o.default) if isinstance(o.default, list) else
-                  dict(o.default) if isinstance(o.default, dict) else o.default)
-              for k, o in DATA_OPTIONS.items()}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if key not in DATA_OPTIONS:
-                raise ConfigError(f"unknown key {key!r} in {where}." + did_you_mean(key, DATA_OPTIONS)
-                                  + " See recstudio.data.config.DATA_OPTIONS for every data key.")
-            config[key] = check_value(key, value, DATA_OPTIONS[key])
+    config = resolve_options(DATA_OPTIONS, *layers, where=where)
+    check_data_config(config)
+    return config
+
+
+def check_data_config(config: Mapping[str, Any]) -> None:
+    """Cross-key checks of a data config (ratios, bins, scaling names)."""
     ratio = config["split_ratio"]
     if len(ratio) not in (2, 3) or any(not isinstance(r, _NUM) or r < 0 for r in ratio) \
             or abs(sum(ratio) - 1.0) > 1e-6:
@@ -136,7 +100,6 @@ def resolve_data_config(*layers: Optional[Mapping[str, Any]], where: str = "data
     for field, bins in config["discretize"].items():
         if not isinstance(bins, int) or isinstance(bins, bool) or bins < 2:
             raise ConfigError(f"discretize[{field!r}] must be an integer number of bins >= 2, got {bins!r}.")
-    return config
 
 
 def preprocess_config(config: Mapping[str, Any]) -> Dict[str, Any]:
