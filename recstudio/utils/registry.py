@@ -3,6 +3,7 @@
 Used for models, losses, samplers, score functions and ANN indexes, so that every block can
 be given by name (``loss="bpr"``) as well as by instance.
 """
+import inspect
 from typing import Any, Callable, Dict, Generic, Iterator, List, Optional, TypeVar
 
 from recstudio.utils.errors import ConfigError
@@ -54,6 +55,43 @@ class Registry(Generic[T]):
             raise ConfigError(f"unknown {self.kind} {name!r}." + did_you_mean(str(name), self._items)
                               + f" Available: {', '.join(sorted(self._items))}.")
         return self._items[key]
+
+    def build(self, spec: Any, base: Optional[type] = None, context: Optional[Dict[str, Any]] = None,
+              **kwargs) -> Any:
+        """Instantiate ``spec`` (a registered name, a class, or an instance) with strict options.
+
+        ``kwargs`` must all be constructor parameters (a misspelled option is an error naming the
+        close ones); ``context`` holds values a block may need (``num_items``, ...) and is passed
+        only to the parameters the constructor has and ``kwargs`` does not set.
+
+        Example:
+            >>> LOSSES.build("warp", context={"num_items": 100}, margin=0.5)   # doctest: +SKIP
+        """
+        if base is not None and isinstance(spec, base) or base is None and not isinstance(spec, (str, type)):
+            if kwargs:
+                raise ConfigError(f"{self.kind} options {sorted(kwargs)} were given with an already built "
+                                  f"{type(spec).__name__}; set them when constructing it instead.")
+            return spec
+        cls = self.get(spec) if isinstance(spec, str) else spec
+        if not isinstance(cls, type) or (base is not None and not issubclass(cls, base)):
+            expected = f"a {base.__name__} subclass" if base is not None else "a class"
+            raise ConfigError(f"a {self.kind} must be a registered name, {expected} or an instance; got {spec!r}.")
+        params = inspect.signature(cls.__init__).parameters
+        accepted = [p for p in params if p != "self" and params[p].kind not in (
+            inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+        takes_any = any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
+        unknown = [k for k in kwargs if k not in accepted]
+        if unknown and not takes_any:
+            hints = "".join(did_you_mean(k, accepted) for k in unknown)
+            raise ConfigError(f"{self.kind} {cls.__name__} has no option(s) {unknown}.{hints} "
+                              f"Its options: {', '.join(accepted) or '(none)'}.")
+        args = {k: v for k, v in (context or {}).items() if k in accepted and k not in kwargs}
+        args.update(kwargs)
+        missing = [p for p in accepted if params[p].default is inspect.Parameter.empty and p not in args]
+        if missing:
+            raise ConfigError(f"{self.kind} {cls.__name__} needs {missing}; pass them as options "
+                              f"(or in the context, e.g. num_items from the dataset).")
+        return cls(**args)
 
     def canonical(self, name: str) -> str:
         """The registered spelling of ``name``."""
