@@ -1,0 +1,12 @@
+"""Encoder building blocks: id embeddings, feature encoder, MLP tower, history pooling, sequence encoders.
+
+Shapes and padding conventions (id 0 = padding everywhere) are listed in ``docs/blocks.md``.
+"""
+from recstudio.model.module.embedding import IdEmbedding
+from recstudio.model.module.features import FeatureEncoder, masked_mean
+from recstudio.model.module.mlp import MLP, get_activation
+from recstudio.model.module.pooling import HistoryPooling, masked_softmax
+from recstudio.model.module.sequence import GRUSeqEncoder, TransformerSeqEncoder, gather_last, last_positions
+
+__all__ = ["IdEmbedding", "FeatureEncoder", "masked_mean", "MLP", "get_activation", "HistoryPooling",
+           "masked_softmax", "TransformerSeqEncoder", "GRUSeqEncoder", "gather_last", "last_positions"]
