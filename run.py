@@ -1,50 +1,65 @@
-"""RecStudio command line.
-
-Loads a dataset (bundled MovieLens-100K by default; registered datasets are downloaded,
-verified and cached on first use), preprocesses and splits it, and reports what it got.
+"""RecStudio command line: train and test a zoo model on a dataset.
 
 Usage:
-    python run.py                                  # ml-100k, default protocol
-    python run.py -d ml-1m --min_user_inter 5      # any data-config key as --key value
-    python run.py -d ml-100k --mode detail         # full statistics table
-    python run.py --list-datasets
+    python run.py                                   # BPR on the bundled MovieLens-100K
+    python run.py -m NCF -d ml-1m --embed_dim 128   # any config key as --key value
+    python run.py -m BPR --help                     # every option of BPR, with defaults
+    python run.py -d ml-100k --mode detail          # config, statistics and progress bars
+    python run.py --list-models | --list-datasets
 """
 import argparse
 import sys
-import time
 
-from recstudio.utils.cli import parse_overrides
-from recstudio.utils.errors import RecStudioError
+from recstudio.utils.cli import parse_value
+from recstudio.utils.errors import ConfigError, RecStudioError
+from recstudio.utils.suggest import did_you_mean
+
+
+def build_parser(model_cls=None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-m", "--model", default="BPR", help="registered model name (default BPR)")
+    parser.add_argument("-d", "--dataset", default="ml-100k", help="registered dataset name (default ml-100k)")
+    parser.add_argument("--config", default=None, help="a YAML file of config keys")
+    parser.add_argument("--list-models", action="store_true", help="list registered models and exit")
+    parser.add_argument("--list-datasets", action="store_true", help="list registered datasets and exit")
+    if model_cls is not None:
+        from recstudio.model.base.config import all_options
+        group = parser.add_argument_group(f"{model_cls.model_name} options (any of them as --key value)")
+        for key, opt in all_options(model_cls).items():
+            choices = f" {{{', '.join(map(str, opt.choices))}}}" if opt.choices else ""
+            group.add_argument(f"--{key}", type=parse_value, default=argparse.SUPPRESS, metavar="",
+                               help=f"{opt.help}{choices} (default: {opt.default!r})")
+    return parser
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-d", "--dataset", default="ml-100k", help="registered dataset name (default ml-100k)")
-    parser.add_argument("--mode", choices=("light", "detail"), default="light",
-                        help="detail prints the full statistics table")
-    parser.add_argument("--list-datasets", action="store_true", help="list registered datasets and exit")
-    args, rest = parser.parse_known_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first, _ = build_parser().parse_known_args([a for a in argv if a not in ("-h", "--help")])
     try:
-        from recstudio.data import load_dataset
-        from recstudio.data.registry import list_datasets
-        if args.list_datasets:
+        from recstudio.model.registry import get_model, list_models
+        if first.list_models:
+            for m in list_models():
+                print(f"{m['name']:12s} {m['category']:10s} {m['base']:10s} {m['dataset_type']:8s} {m['paper']}")
+            return 0
+        if first.list_datasets:
+            from recstudio.data.registry import list_datasets
             print("\n".join(list_datasets()))
             return 0
-        overrides = parse_overrides(rest)
-        t = time.perf_counter()
-        ds = load_dataset(args.dataset, **overrides)
-        split = ds.split()
-        elapsed = time.perf_counter() - t
+        cls = get_model(first.model)
+        parser = build_parser(cls)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:
+            from recstudio.model.base.config import all_options
+            key = unknown[0].lstrip("-").split("=")[0]
+            raise ConfigError(f"unknown option {unknown[0]!r} for {cls.model_name}."
+                              + did_you_mean(key, all_options(cls)) + f" See python run.py -m {cls.model_name} --help.")
+        overrides = {k: v for k, v in vars(args).items()
+                     if k not in ("model", "dataset", "config", "list_models", "list_datasets")}
+        from recstudio.quickstart import run
+        run(model=first.model, dataset=first.dataset, config_file=args.config, **overrides)
     except RecStudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{ds!r} loaded and split in {elapsed:.2f} s")
-    if args.mode == "detail":
-        print(ds.statistics().table())
-    s = split.summary()
-    print(f"split {split.config['split_mode']} {split.config['split_ratio']} ({split.config['split_order']}): "
-          + ", ".join(f"{p} {s[p + '_interactions']} interactions / {s[p + '_users']} users"
-                      for p in ("train", "valid", "test")))
     return 0
 
 

@@ -1,2 +1,31 @@
-"""RecStudio: a modular framework and model zoo for recommender systems in PyTorch."""
+"""RecStudio: a modular framework and model zoo for recommender systems in PyTorch.
+
+Example:
+    >>> import recstudio
+    >>> model, metrics = recstudio.run(model="BPR", dataset="ml-100k")   # doctest: +SKIP
+"""
 __version__ = "0.1.0"
+
+
+def run(*args, **kwargs):
+    """Train and test a zoo model; see :func:`recstudio.quickstart.run`."""
+    from recstudio.quickstart import run as _run
+    return _run(*args, **kwargs)
+
+
+def list_models():
+    """Every registered model with its category, base class, dataset type and paper."""
+    from recstudio.model.registry import list_models as _list
+    return _list()
+
+
+def get_model(name: str):
+    """The model class registered as ``name`` (case-insensitive)."""
+    from recstudio.model.registry import get_model as _get
+    return _get(name)
+
+
+def load(path):
+    """Rebuild a trained model (class, config, id maps, weights) from a checkpoint file."""
+    from recstudio.model.base.recommender import load_model
+    return load_model(path)

@@ -17,3 +17,15 @@ def test_register_lookup_and_suggest():
         reg.get("bpe")
     with pytest.raises(ConfigError, match="already registered"):
         reg.register("bpr")(B)
+
+
+def test_aliases_resolve_to_the_main_name():
+    reg = Registry("model")
+
+    @reg.register("NCF", aliases=("NeuMF",))
+    class N:
+        pass
+
+    assert reg.get("neumf") is N and reg.canonical("NeuMF") == "NCF" and reg.names() == ["NCF"]
+    with pytest.raises(ConfigError, match="already registered"):
+        reg.register("neumf")(N)

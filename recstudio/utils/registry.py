@@ -32,15 +32,21 @@ class Registry(Generic[T]):
         self._names: Dict[str, str] = {}
         self.info: Dict[str, Dict[str, Any]] = {}
 
-    def register(self, name: Optional[str] = None, **info) -> Callable[[T], T]:
-        """Decorator registering an object under ``name`` (default: its ``__name__``) with metadata."""
+    def register(self, name: Optional[str] = None, aliases=(), **info) -> Callable[[T], T]:
+        """Decorator registering an object under ``name`` (default: its ``__name__``) with metadata.
+
+        ``aliases`` are other names that look it up (e.g. ``NeuMF`` for ``NCF``); :meth:`names`
+        lists only the main name.
+        """
         def deco(obj: T) -> T:
             key = name or getattr(obj, "__name__")
-            if key.lower() in self._names:
-                raise ConfigError(f"{self.kind} {key!r} is already registered.")
+            for n in (key, *aliases):
+                if n.lower() in self._names:
+                    raise ConfigError(f"{self.kind} {n!r} is already registered.")
             self._items[key] = obj
-            self._names[key.lower()] = key
-            self.info[key] = dict(info)
+            for n in (key, *aliases):
+                self._names[n.lower()] = key
+            self.info[key] = dict(info, aliases=tuple(aliases))
             return obj
         return deco
 
@@ -52,7 +58,7 @@ class Registry(Generic[T]):
         """
         key = self._names.get(str(name).lower())
         if key is None:
-            raise ConfigError(f"unknown {self.kind} {name!r}." + did_you_mean(str(name), self._items)
+            raise ConfigError(f"unknown {self.kind} {name!r}." + did_you_mean(str(name), self._all_names())
                               + f" Available: {', '.join(sorted(self._items))}.")
         return self._items[key]
 
@@ -97,6 +103,10 @@ class Registry(Generic[T]):
         """The registered spelling of ``name``."""
         self.get(name)
         return self._names[str(name).lower()]
+
+    def _all_names(self) -> List[str]:
+        """Main names and aliases, as registered (for suggestions)."""
+        return list(self._items) + [a for key in self._items for a in self.info[key].get("aliases", ())]
 
     def names(self) -> List[str]:
         return sorted(self._items)

@@ -1,0 +1,94 @@
+"""``ItemTowerRecommender`` and ``TwoTowerRecommender``: a separate item encoder, a query encoder,
+and a score function between them.
+
+Because items are encoded on their own, their vectors can be computed once (``item_vectors``)
+for full ranking, ANN top-k and model-based negative sampling.
+"""
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from recstudio.model.base.recommender import COMMON_HELP, Recommender
+from recstudio.model.module.embedding import IdEmbedding
+from recstudio.utils.errors import ConfigError
+
+#: help text of the keys tower models declare in their YAML
+TOWER_HELP = {
+    **COMMON_HELP,
+    "embed_dim": "size of the user / item vectors",
+    "score_func": "score function (a name from recstudio.model.scorer.SCORERS)",
+}
+
+
+class _UserIdQuery(nn.Module):
+    """Query encoder of two-tower models: the user id's embedding."""
+
+    def __init__(self, uid_field: str, embedding: nn.Module):
+        super().__init__()
+        self.uid_field = uid_field
+        self.embedding = embedding
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.embedding(batch[self.uid_field])
+
+
+class ItemTowerRecommender(Recommender):
+    """Item encoder + query encoder over the batch + score function.
+
+    Hooks: ``_get_item_encoder`` (default: an id embedding), ``_get_query_encoder`` (required),
+    ``_get_score_func`` (default: the ``score_func`` key), ``_get_loss_func`` (the ``loss`` key),
+    ``_get_sampler`` (the ``sampler`` key).
+    """
+
+    base_name = "ItemTower"
+    option_help = dict(TOWER_HELP)
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def _get_item_encoder(self) -> nn.Module:
+        return IdEmbedding(self.meta.num_items, self.cfg("embed_dim"), init="xavier", sparse=self.sparse_embeddings)
+
+    def _get_query_encoder(self) -> nn.Module:
+        raise ConfigError(f"{type(self).__name__} must define _get_query_encoder().")
+
+    def _get_score_func(self) -> nn.Module:
+        from recstudio.model.scorer import get_score_func
+        return get_score_func(self.cfg("score_func", "inner_product"), dim=self.cfg("embed_dim"))
+
+    def build_blocks(self) -> None:
+        self.item_encoder = self._get_item_encoder()
+        self.query_encoder = self._get_query_encoder()
+        self.score_func = self._get_score_func()
+
+    # ---- encoding and scoring ----------------------------------------------------------------
+    def encode_query(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Query vectors ``[B, d]`` of a batch."""
+        return self.query_encoder(batch)
+
+    def encode_items(self, ids: torch.Tensor) -> torch.Tensor:
+        """Item vectors ``[*, d]`` of item ids ``[*]``."""
+        return self.item_encoder(ids)
+
+    def item_vectors(self) -> torch.Tensor:
+        """Vectors of every item id ``[num_items, d]`` (row 0 is padding)."""
+        return self.encode_items(torch.arange(self.meta.num_items, device=self.device))
+
+    def prepare_scoring(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encode_query(batch)
+
+    def score_candidates(self, batch, state, items: torch.Tensor) -> torch.Tensor:
+        return self.score_func(state, self.encode_items(items))
+
+    def score_all_candidates(self, batch, state) -> torch.Tensor:
+        return self.score_func.score_all(state, self.item_vectors())
+
+
+class TwoTowerRecommender(ItemTowerRecommender):
+    """An item tower and a user tower: the query is the user's id embedding (override
+    ``_get_query_encoder`` for user features)."""
+
+    base_name = "TwoTower"
+
+    def _get_query_encoder(self) -> nn.Module:
+        return _UserIdQuery(self.meta.uid_field, IdEmbedding(self.meta.num_users, self.cfg("embed_dim"),
+                                                             init="xavier", sparse=self.sparse_embeddings))

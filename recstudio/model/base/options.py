@@ -1,0 +1,42 @@
+"""Training and evaluation options shared by every model (the ``train`` config layer)."""
+from typing import Dict
+
+from recstudio.utils.options import NUMBER, Option
+
+#: every training / evaluation key; a model's YAML may override their defaults
+TRAIN_OPTIONS: Dict[str, Option] = {
+    "epochs": Option(100, (int,), "maximum number of training epochs"),
+    "batch_size": Option(2048, (int,), "training examples per batch"),
+    "eval_batch_size": Option(256, (int,), "users per evaluation batch"),
+    "learning_rate": Option(1e-3, NUMBER, "optimizer learning rate"),
+    "optimizer": Option("adam", (str,), "optimizer", choices=("adam", "sgd", "adagrad", "rmsprop", "sparse_adam")),
+    "weight_decay": Option(0.0, NUMBER, "L2 penalty added by the optimizer (not used by sparse_adam)"),
+    "scheduler": Option(None, (str,), "learning-rate scheduler: step, exponential, cosine, plateau (null: none)",
+                        choices=("step", "exponential", "cosine", "plateau"), nullable=True),
+    "scheduler_step_size": Option(10, (int,), "epochs between decays of the 'step' scheduler"),
+    "scheduler_gamma": Option(0.5, NUMBER, "decay factor of the step / exponential / plateau schedulers"),
+    "gradient_clip": Option(None, NUMBER, "clip the gradient norm to this value (null: no clipping)",
+                            nullable=True),
+    "early_stop_metric": Option("mrr@10", (str,), "validation metric for early stopping and the best checkpoint"),
+    "early_stop_patience": Option(10, (int,), "validations without improvement before stopping"),
+    "val_every": Option(1, (int,), "validate every this many epochs"),
+    "metrics": Option(["recall", "precision", "map", "ndcg", "mrr", "hit"], (list, tuple),
+                      "evaluation metrics (ranking metrics at every cutoff)"),
+    "cutoffs": Option([10], (list, tuple), "cutoffs of the ranking metrics"),
+    "eval_protocol": Option("full", (str,), "'full' ranking over all items, or 'sampled' against negatives",
+                            choices=("full", "sampled")),
+    "eval_negatives": Option(100, (int,), "negatives per user for eval_protocol='sampled'"),
+    "eval_negative_sampling": Option("uniform", (str,), "how eval_protocol='sampled' draws negatives",
+                                     choices=("uniform", "popularity")),
+    "ann": Option(None, (str,), "ANN index for top-k retrieval of item-tower models: flat, ivf, hnsw "
+                  "(null: exact torch top-k)", choices=("flat", "ivf", "hnsw"), nullable=True),
+    "accelerator": Option("cpu", (str,), "Lightning accelerator: cpu, gpu, auto"),
+    "devices": Option(1, (int, str), "number of devices (or 'auto')"),
+    "strategy": Option("auto", (str,), "Lightning strategy, e.g. ddp"),
+    "precision": Option("32-true", (str, int), "Lightning precision, e.g. 16-mixed, bf16-mixed"),
+    "num_workers": Option(0, (int,), "data-loader worker processes"),
+    "run_dir": Option("runs", (str,), "folder for checkpoints, logs and configs of runs"),
+    "mode": Option("light", (str,), "'light': epoch summaries; 'detail': also statistics and progress bars",
+                   choices=("light", "detail")),
+    "quiet": Option(False, (bool,), "print nothing (used by tuning trials)"),
+}

@@ -1,0 +1,459 @@
+"""``Recommender``: the LightningModule every RecStudio model derives from.
+
+It owns the configuration, the optimizer and scheduler, the training and evaluation steps,
+``fit`` / ``evaluate`` / ``recommend`` and saving with id maps. Subclasses (the three bases in
+this package) build their blocks in :meth:`build_blocks` and say how to score.
+"""
+import logging
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from recstudio.data.split import DataSplit
+from recstudio.data.types import DATASET_TYPES
+from recstudio.data.types.evaluation import EvalDataset
+from recstudio.model.base.config import data_config, resolve_config
+from recstudio.model.base.meta import DataMeta
+from recstudio.model.base.metrics import RankingAccumulator, RatingAccumulator, monitor_mode
+from recstudio.utils.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+#: help text of the training keys most models declare in their YAML
+COMMON_HELP = {
+    "loss": "training loss (a name from recstudio.model.loss.LOSSES)",
+    "sampler": "negative sampler: masked_uniform (drawn by the dataset, never a positive of the user), "
+               "uniform, popularity, inbatch",
+    "num_neg": "negatives per positive",
+    "sampler_alpha": "exponent of popularity^alpha for the popularity sampler",
+}
+
+
+class Recommender(pl.LightningModule):
+    """Base of every model.
+
+    Args:
+        config: a flat dict of config keys (data, training and the model's own), or ``None``.
+        **overrides: more keys; they win over ``config``.
+
+    Hooks a model may override: :meth:`_get_dataset_class`, :meth:`_dataset_kwargs`,
+    :meth:`_get_loss_func`, :meth:`_get_sampler`, and in the tower bases
+    ``_get_item_encoder``, ``_get_query_encoder``, ``_get_score_func``.
+
+    Example:
+        >>> model = recstudio.get_model("BPR")(embed_dim=32)          # doctest: +SKIP
+        >>> metrics = model.fit("ml-100k")
+        >>> model.recommend(["196"], k=5)
+    """
+
+    base_name = "Recommender"
+    dataset_type = "triplet"
+    #: 'ranking' (full-ranking metrics) or 'rating' (rmse / mae on the phase's interactions)
+    eval_task = "ranking"
+    #: 'gradient' (Lightning optimisation), 'closed_form' (fit_closed_form once) or
+    #: 'alternating' (alternating_step per batch of the training loader, no optimizer)
+    fit_mode = "gradient"
+    #: meaning of each key of the model YAML's ``model`` section
+    option_help: Dict[str, str] = {}
+    model_name = "Recommender"
+    category = ""
+    paper = ""
+
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, dataset_config: Optional[Mapping] = None,
+                 **overrides):
+        super().__init__()
+        self.config = resolve_config(type(self), dataset_config, None, {**(config or {}), **overrides})
+        self.meta: Optional[DataMeta] = None
+        self.eval_phase_results: Dict[str, Dict[str, float]] = {}
+        self._accumulator = None
+        self.automatic_optimization = self.fit_mode == "gradient"
+
+    def cfg(self, key: str, default: Any = None) -> Any:
+        return self.config.get(key, default)
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def _get_dataset_class(self):
+        """The training dataset type (a class of :mod:`recstudio.data.types`)."""
+        return DATASET_TYPES[self.dataset_type]
+
+    def _block_context(self) -> Dict[str, Any]:
+        """Values blocks may take from the data (``num_items``, popularity counts, the seed)."""
+        return {"num_items": self.meta.num_items, "item_counts": self.meta.item_counts, "seed": self.config["seed"]}
+
+    def _get_loss_func(self):
+        from recstudio.model.loss import build_loss
+        spec = self.cfg("loss")
+        return None if spec is None else build_loss(spec, context=self._block_context())
+
+    def _get_sampler(self):
+        """The ``sampler`` key; ``masked_uniform`` is drawn by the training dataset (exact exclusion of the
+        user's train items, fresh each epoch), so the model holds no sampler for it."""
+        from recstudio.model.sampler import build_sampler
+        spec = self.cfg("sampler")
+        if spec is None or spec == "masked_uniform":
+            return None
+        kwargs = {"alpha": self.cfg("sampler_alpha", 1.0)} if spec == "popularity" else {}
+        return build_sampler(spec, context=self._block_context(), **kwargs)
+
+    def _dataset_kwargs(self) -> Dict[str, Any]:
+        needs_neg = self.loss_needs("needs_negatives")
+        if self.dataset_type == "triplet" and needs_neg and self.cfg("sampler") == "masked_uniform":
+            return {"num_neg": self.cfg("num_neg", 1), "neg_sampling": "uniform"}
+        return {}
+
+    def loss_needs(self, flag: str) -> bool:
+        loss = getattr(self, "loss_fn", None)
+        if loss is None:
+            from recstudio.model.loss import LOSSES
+            name = self.cfg("loss")
+            loss = LOSSES.get(name) if isinstance(name, str) else name
+        return bool(getattr(loss, flag, False)) if loss is not None else False
+
+    def build_blocks(self) -> None:
+        """Create the model's modules from ``self.meta`` and ``self.config``."""
+
+    # ---- building --------------------------------------------------------------------------
+    def build(self, meta: DataMeta) -> "Recommender":
+        """Create every block for data described by ``meta`` (called by :meth:`fit` and ``load``)."""
+        self.meta = meta
+        self.loss_fn = self._get_loss_func()
+        self.sampler = self._get_sampler()
+        self.build_blocks()
+        return self
+
+    def prepare_data_split(self, data) -> DataSplit:
+        """A split from a dataset name, a :class:`RecDataset` or a :class:`DataSplit`."""
+        from recstudio.data.dataset import RecDataset
+        from recstudio.data.split import SPLIT_KEYS
+        if isinstance(data, DataSplit):
+            return data
+        if isinstance(data, str):
+            from recstudio.data import load_dataset
+            data = load_dataset(data, **self._data_overrides(data))
+        if isinstance(data, RecDataset):
+            return data.split(**{k: self.config[k] for k in SPLIT_KEYS})
+        raise DataError(f"fit() takes a dataset name, a RecDataset or a DataSplit, got {type(data).__name__}.")
+
+    def _data_overrides(self, name: str) -> Dict[str, Any]:
+        """Data keys that differ from the dataset's own defaults (so its YAML stays in force)."""
+        from recstudio.data.config import resolve_data_config
+        from recstudio.data.registry import get_spec
+        base = resolve_data_config(get_spec(name).config)
+        mine = data_config(self.config)
+        return {k: v for k, v in mine.items() if v != base.get(k)}
+
+    # ---- optimisation ----------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.config
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return None
+        lr, wd = cfg["learning_rate"], cfg["weight_decay"]
+        name = cfg["optimizer"]
+        if name == "adam":
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=wd)
+        elif name == "sgd":
+            opt = torch.optim.SGD(params, lr=lr, weight_decay=wd)
+        elif name == "adagrad":
+            opt = torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
+        elif name == "rmsprop":
+            opt = torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
+        else:  # sparse_adam: every trainable parameter must be a sparse embedding table
+            if wd:
+                raise ConfigError("sparse_adam has no weight decay; set weight_decay=0 or use adam.")
+            sparse = {id(m.weight) for m in self.modules() if isinstance(m, torch.nn.Embedding) and m.sparse}
+            dense = [n for n, p in self.named_parameters() if p.requires_grad and id(p) not in sparse]
+            if dense:
+                raise ConfigError(f"sparse_adam updates only sparse embedding tables, but {type(self).__name__} "
+                                  f"also has dense parameters {dense[:4]}; use optimizer adam.")
+            opt = torch.optim.SparseAdam(params, lr=lr)
+        sched = cfg["scheduler"]
+        if sched is None:
+            return opt
+        if sched == "step":
+            s = torch.optim.lr_scheduler.StepLR(opt, cfg["scheduler_step_size"], cfg["scheduler_gamma"])
+        elif sched == "exponential":
+            s = torch.optim.lr_scheduler.ExponentialLR(opt, cfg["scheduler_gamma"])
+        elif sched == "cosine":
+            s = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg["epochs"], 1))
+        else:
+            s = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg["scheduler_gamma"],
+                                                           patience=2)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "monitor": self.monitor,
+                                                       "interval": "epoch", "strict": False}}
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
+
+    @property
+    def sparse_embeddings(self) -> bool:
+        """Whether embedding tables produce sparse gradients (with ``optimizer: sparse_adam``)."""
+        return self.config["optimizer"] == "sparse_adam"
+
+    @property
+    def monitor(self) -> str:
+        return f"valid/{self.config['early_stop_metric']}"
+
+    @property
+    def monitor_mode(self) -> str:
+        return monitor_mode(self.config["early_stop_metric"])
+
+    # ---- scoring primitives (the bases implement them) ---------------------------------------
+    def prepare_scoring(self, batch: Dict[str, torch.Tensor]) -> Any:
+        """Per-batch state shared by the scoring calls (an item-tower model's query vectors)."""
+        return None
+
+    def score_candidates(self, batch: Dict[str, torch.Tensor], state: Any, items: torch.Tensor) -> torch.Tensor:
+        """Scores of candidate ``items`` ``[B]`` or ``[B, K]`` for the batch's rows."""
+        raise ConfigError(f"{type(self).__name__} defines no score_candidates().")
+
+    def score_all_candidates(self, batch: Dict[str, torch.Tensor], state: Any) -> torch.Tensor:
+        """Scores ``[B, num_items]`` of every item (column 0 = padding)."""
+        raise ConfigError(f"{type(self).__name__} defines no score_all_candidates().")
+
+    # ---- training --------------------------------------------------------------------------
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loss of a batch with one positive item per row, using what the loss declares it needs:
+        all-item scores (full softmax), negatives (from the dataset's ``neg_item`` or the sampler),
+        proposal log-probabilities (logQ correction) and labels (pointwise losses)."""
+        loss = self.loss_fn
+        if loss is None:
+            raise ConfigError(f"{type(self).__name__} has no loss; set the loss key.")
+        state = self.prepare_scoring(batch)
+        pos_ids = batch[self.meta.iid_field]
+        pos_score = self.score_candidates(batch, state, pos_ids)
+        inputs: Dict[str, Optional[torch.Tensor]] = {"pos_score": pos_score}
+        if loss.needs_all_scores:
+            all_score = self.score_all_candidates(batch, state)
+            all_score[:, 0] = float("-inf")
+            inputs.update(all_score=all_score, pos_index=pos_ids)
+        if loss.needs_negatives:
+            if "neg_item" in batch:  # drawn by the dataset, never a positive of the user
+                neg_ids, log_pos, log_neg = batch["neg_item"], None, None
+            elif self.sampler is not None:
+                query = state if isinstance(state, torch.Tensor) else None
+                log_pos, neg_ids, log_neg = self.sampler(query, self.config.get("num_neg", 1), pos_ids, None)
+            else:
+                raise ConfigError(f"loss {type(loss).__name__} needs negatives: set the sampler key.")
+            inputs["neg_score"] = self.score_candidates(batch, state, neg_ids)
+            inputs["neg_is_pos"] = neg_ids == pos_ids[:, None]
+            if loss.uses_logq:
+                inputs.update(log_pos_prob=log_pos, log_neg_prob=log_neg)
+        if loss.pointwise:
+            rating = self.meta.rating_field
+            inputs["label"] = batch[rating].float() if rating and rating in batch else torch.ones_like(pos_score)
+        return loss(**inputs)
+
+    def on_train_epoch_start(self):
+        self._loss_sum, self._loss_count = 0.0, 0
+
+    def fit_closed_form(self, split: DataSplit) -> None:
+        """Compute the parameters in one step (``fit_mode = 'closed_form'`` models)."""
+        raise ConfigError(f"{type(self).__name__} has fit_mode 'closed_form' but no fit_closed_form().")
+
+    def alternating_step(self, batch: Dict[str, torch.Tensor]) -> Optional[torch.Tensor]:
+        """Update parameters from one training batch without an optimizer (``fit_mode = 'alternating'``);
+        may return a loss value to log."""
+        raise ConfigError(f"{type(self).__name__} has fit_mode 'alternating' but no alternating_step().")
+
+    def training_step(self, batch, batch_idx):
+        if self.fit_mode == "alternating":
+            with torch.no_grad():
+                loss = self.alternating_step(batch)
+            if loss is not None:
+                self._loss_sum += float(loss)
+                self._loss_count += 1
+            return None
+        loss = self.training_loss(batch)
+        if loss is not None:
+            self._loss_sum += float(loss.detach())
+            self._loss_count += 1
+            self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True,
+                     batch_size=self._batch_size(batch))
+        return loss
+
+    @property
+    def epoch_train_loss(self) -> Optional[float]:
+        """Mean training loss of the current epoch so far (``None`` before any step)."""
+        count = getattr(self, "_loss_count", 0)
+        return self._loss_sum / count if count else None
+
+    @staticmethod
+    def _batch_size(batch) -> int:
+        first = next(iter(batch.values()))
+        return int(first.shape[0]) if first.ndim else 1
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def score_users(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scores ``[B, num_items]`` of every item for the users of an evaluation batch."""
+        return self.score_all_candidates(batch, self.prepare_scoring(batch))
+
+    def _eval_dataset(self, split: DataSplit, phase: str):
+        if self.eval_task == "rating":
+            from recstudio.data.types.triplet import TripletDataset
+            return TripletDataset(split, phase, num_neg=0)
+        return EvalDataset(split, phase, max_seq_len=self._eval_seq_len())
+
+    def _eval_seq_len(self) -> Optional[int]:
+        """History sequence length evaluation batches should carry (sequential models)."""
+        return None
+
+    def _new_accumulator(self):
+        if self.eval_task == "rating":
+            return RatingAccumulator(self.config["metrics"])
+        return RankingAccumulator(self.config["metrics"], self.config["cutoffs"])
+
+    def _start_eval(self):
+        self._accumulator = self._new_accumulator()
+
+    def _accumulate(self, acc, batch) -> None:
+        if self.eval_task == "rating":
+            state = self.prepare_scoring(batch)
+            acc.add_ratings(self.score_candidates(batch, state, batch[self.meta.iid_field]),
+                            batch[self.meta.rating_field])
+        else:
+            acc.add(self.score_users(batch), batch)
+
+    def on_validation_epoch_start(self):
+        self._start_eval()
+
+    def on_test_epoch_start(self):
+        self._start_eval()
+
+    def validation_step(self, batch, batch_idx):
+        self._accumulate(self._accumulator, batch)
+
+    def test_step(self, batch, batch_idx):
+        self._accumulate(self._accumulator, batch)
+
+    def _finish_eval(self, phase: str):
+        results = self._accumulator.compute(self.trainer.strategy if self._trainer is not None else None)
+        self.eval_phase_results[phase] = results
+        for k, v in results.items():
+            self.log(f"{phase}/{k}", v, prog_bar=(k == self.config["early_stop_metric"]), sync_dist=False)
+
+    def on_validation_epoch_end(self):
+        self._finish_eval("valid")
+
+    def on_test_epoch_end(self):
+        self._finish_eval("test")
+
+    # ---- the user API ----------------------------------------------------------------------
+    def fit(self, data, run_dir: Optional[Union[str, Path]] = None) -> Dict[str, float]:
+        """Train on ``data`` (dataset name, RecDataset or DataSplit), early-stopping on validation,
+        then evaluate the best checkpoint on the test phase.
+
+        Returns:
+            The test metrics of the best validation checkpoint.
+        """
+        from recstudio.model.base.trainer import fit_model
+        return fit_model(self, self.prepare_data_split(data), run_dir)
+
+    def evaluate(self, split: DataSplit, phase: str = "test") -> Dict[str, float]:
+        """Full-ranking metrics of ``phase`` without a Trainer (history masked)."""
+        acc = self._new_accumulator()
+        self.eval()
+        with torch.no_grad():
+            for batch in self._eval_dataset(split, phase).loader(self.config["eval_batch_size"]):
+                self._accumulate(acc, {k: v.to(self.device) for k, v in batch.items()})
+        return acc.compute()
+
+    def query_batch(self, users: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """An evaluation-style batch for inner user ids, with their full known history."""
+        from recstudio.data.types.base import csr_gather, gather_windows
+        m = self.meta
+        indptr, indices = csr_gather(m.history_indptr, m.history_indices, users)
+        batch = {m.uid_field: users, "history_indptr": indptr, "history_indices": indices}
+        seq_len = self._eval_seq_len()
+        if seq_len is not None:  # left padding, latest item last, as in EvalDataset
+            batch["item_seq"], batch["seq_len"] = gather_windows(
+                m.history_indices, m.history_indptr[users], m.history_indptr[users + 1], seq_len, "left")
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def recommend(self, users: Sequence, k: int = 10, exclude_seen: bool = True):
+        """Top-``k`` items for users given in their ORIGINAL ids.
+
+        Args:
+            users: original user ids.
+            k: list length (1 .. number of items).
+            exclude_seen: mask every item the user interacted with in the data.
+
+        Returns:
+            ``(items, scores)``: numpy arrays ``[len(users), k]``, items in original ids.
+
+        Raises:
+            DataError: unknown users, or ``k`` out of range.
+        """
+        from recstudio.eval import topk_masked
+        if self.meta is None:
+            raise DataError("the model has not been fitted or loaded yet; call fit() or recstudio.load().")
+        n_items = self.meta.num_items - 1
+        if not 1 <= k <= n_items:
+            raise DataError(f"k must be between 1 and the number of items ({n_items}), got {k}.")
+        inner = torch.as_tensor(self.meta.user_map.encode(list(users)), dtype=torch.long)
+        self.eval()
+        with torch.no_grad():
+            batch = self.query_batch(inner)
+            scores = self.score_users(batch)
+            if exclude_seen:
+                top_scores, top_ids = topk_masked(scores, batch["history_indptr"], batch["history_indices"], k)
+            else:
+                top_scores, top_ids = topk_masked(scores, torch.zeros(len(inner) + 1, dtype=torch.long,
+                                                                      device=scores.device),
+                                                  torch.zeros(0, dtype=torch.long, device=scores.device), k)
+        ids = top_ids.cpu().numpy()
+        valid = ids > 0
+        out = np.empty(ids.shape, dtype=self.meta.item_tokens.dtype if self.meta.item_tokens.dtype.kind != "U"
+                       else object)
+        out[valid] = self.meta.item_map.decode(ids[valid])
+        out[~valid] = None
+        return out, top_scores.cpu().numpy()
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
+        checkpoint["recstudio"] = {"model": self.model_name, "config": dict(self.config),
+                                   "meta": self.meta.to_state()}
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Save weights, config and data meta (id maps included) atomically to ``path``."""
+        from recstudio.utils.io import atomic_path
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            ckpt = {"state_dict": self.state_dict()}
+            self.on_save_checkpoint(ckpt)
+            torch.save(ckpt, tmp)
+        return path
+
+
+def load_model(path: Union[str, Path]) -> Recommender:
+    """Rebuild a model from a file written by :meth:`Recommender.save` or a Lightning checkpoint
+    of a RecStudio run: its class, config, data meta (id maps included) and weights.
+
+    Raises:
+        DataError: a missing file, or a file that is not a RecStudio checkpoint.
+
+    Example:
+        >>> model = recstudio.load("runs/BPR-ml-100k-.../checkpoints/best.ckpt")   # doctest: +SKIP
+        >>> model.recommend(["196"], k=10)
+    """
+    from recstudio.model.registry import get_model
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated or not a torch file
+        raise DataError(f"cannot read checkpoint {path}: {e}") from e
+    info = ckpt.get("recstudio") if isinstance(ckpt, dict) else None
+    if info is None:
+        raise DataError(f"{path} is not a RecStudio checkpoint (no 'recstudio' section).")
+    cls = get_model(info["model"])
+    model = cls.__new__(cls)
+    Recommender.__init__(model)  # defaults first, then the saved config verbatim
+    model.config = dict(info["config"])
+    model.automatic_optimization = model.fit_mode == "gradient"
+    model.build(DataMeta.from_state(info["meta"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model
