@@ -24,9 +24,16 @@ setup(
         "pyarrow>=14",
         "pyyaml>=6",
         "tqdm>=4.60",
+        "pytorch-lightning>=2.2",
     ],
     extras_require={
-        "dev": ["pytest>=7"],
+        # one of the faiss builds (they install the same `faiss` package): pick exactly one
+        "faiss-cpu": ["faiss-cpu>=1.7.4"],
+        "faiss-gpu": ["faiss-gpu>=1.7.2"],
+        "faiss-gpu-cu12": ["faiss-gpu-cu12>=1.8"],
+        "nni": ["nni>=3.0", "setuptools>=77.0.3,<81"],  # nnictl imports pkg_resources
+        "serving": ["fastapi>=0.100", "uvicorn>=0.23"],
+        "dev": ["pytest>=7", "faiss-cpu>=1.7.4"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

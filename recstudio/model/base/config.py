@@ -10,6 +10,8 @@ from typing import Any, Dict, Mapping, Optional
 
 import yaml
 
+from torch import nn
+
 from recstudio.data.config import DATA_OPTIONS, check_data_config
 from recstudio.model.base.options import TRAIN_OPTIONS
 from recstudio.utils.errors import ConfigError
@@ -27,7 +29,34 @@ def model_options(cls) -> Dict[str, Option]:
     if clash:
         raise ConfigError(f"{cls.__name__}'s model keys {clash} clash with data/training keys; put them in the "
                           "YAML's data or train section instead.")
-    return {k: option_from_default(v, cls.option_help[k]) for k, v in section.items()}
+    options = {k: option_from_default(v, cls.option_help[k]) for k, v in section.items()}
+    for key in BLOCK_KEYS:  # blocks may also be given as instances
+        if key in options:
+            o = options[key]
+            options[key] = Option(o.default, (str, nn.Module), o.help + "; a name or an instance", nullable=True)
+    return options
+
+
+def portable_config(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """The config with block instances replaced by their registered names (for YAML and checkpoints;
+    an instance's constructor options are not kept)."""
+    from recstudio.model.loss import LOSSES
+    from recstudio.model.sampler import SAMPLERS
+    from recstudio.model.scorer import SCORERS
+    out = dict(config)
+    for key, registry in (("loss", LOSSES), ("sampler", SAMPLERS), ("score_func", SCORERS)):
+        value = out.get(key)
+        if isinstance(value, nn.Module):
+            names = [n for n in registry.names() if registry.get(n) is type(value)]
+            if not names:
+                raise ConfigError(f"cannot save a model whose {key} is an unregistered {type(value).__name__}; "
+                                  f"register it (register_{key}) or pass a registered name.")
+            out[key] = names[0]
+    return out
+
+
+#: model keys whose value is a block: a registered name or an instance
+BLOCK_KEYS = ("loss", "sampler", "score_func")
 
 
 def all_options(cls) -> Dict[str, Option]:

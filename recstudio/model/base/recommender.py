@@ -15,7 +15,7 @@ import torch
 from recstudio.data.split import DataSplit
 from recstudio.data.types import DATASET_TYPES
 from recstudio.data.types.evaluation import EvalDataset
-from recstudio.model.base.config import data_config, resolve_config
+from recstudio.model.base.config import data_config, portable_config, resolve_config
 from recstudio.model.base.meta import DataMeta
 from recstudio.model.base.metrics import RankingAccumulator, RatingAccumulator, monitor_mode
 from recstudio.utils.errors import ConfigError, DataError
@@ -412,7 +412,7 @@ class Recommender(pl.LightningModule):
 
     # ---- checkpoints -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        checkpoint["recstudio"] = {"model": self.model_name, "config": dict(self.config),
+        checkpoint["recstudio"] = {"model": self.model_name, "config": portable_config(self.config),
                                    "meta": self.meta.to_state()}
 
     def save(self, path: Union[str, Path]) -> Path:

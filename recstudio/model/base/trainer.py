@@ -14,6 +14,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from recstudio.data.split import DataSplit
+from recstudio.model.base.config import portable_config
 from recstudio.model.base.meta import DataMeta
 
 
@@ -97,7 +98,7 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
     run_dir = _run_dir(model, split, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": model.model_name, "dataset": split.dataset.name,
-                                                         **{k: v for k, v in cfg.items()}}, sort_keys=False))
+                                                         **portable_config(cfg)}, sort_keys=False))
     model.build(DataMeta.from_split(split))
     train_loader = None
     if model.fit_mode != "closed_form":
