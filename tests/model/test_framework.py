@@ -154,3 +154,15 @@ def test_blocks_by_name_or_instance(split, tmp_path):
     assert recstudio.load(model.save(tmp_path / "h.pt")).config["loss"] == "hinge"
     with pytest.raises(ConfigError, match="unknown loss 'bprr'"):
         recstudio.run(model="BPR", dataset=split, loss="bprr", run_dir=str(tmp_path), **small())
+
+
+def test_ann_top_k_in_evaluation_and_recommend(split, tmp_path):
+    pytest.importorskip("faiss")
+    exact_model, exact = recstudio.run(model="BPR", dataset=split, run_dir=str(tmp_path), **small())
+    flat_model, flat = recstudio.run(model="BPR", dataset=split, ann="flat", run_dir=str(tmp_path), **small())
+    assert flat == pytest.approx(exact)
+    assert (flat_model.recommend(["u0", "u3"], k=5)[0] == exact_model.recommend(["u0", "u3"], k=5)[0]).all()
+    with pytest.raises(ConfigError, match="needs item vectors"):
+        recstudio.run(model="NCF", dataset=split, ann="ivf", run_dir=str(tmp_path), epochs=1, quiet=True)
+    with pytest.raises(ConfigError, match="decomposable"):
+        recstudio.run(model="BPR", dataset=split, ann="ivf", score_func="mlp", run_dir=str(tmp_path), **small())

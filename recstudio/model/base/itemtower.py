@@ -42,6 +42,7 @@ class ItemTowerRecommender(Recommender):
     """
 
     base_name = "ItemTower"
+    supports_ann = True
     option_help = dict(TOWER_HELP)
 
     # ---- hooks ---------------------------------------------------------------------------
@@ -59,6 +60,45 @@ class ItemTowerRecommender(Recommender):
         self.item_encoder = self._get_item_encoder()
         self.query_encoder = self._get_query_encoder()
         self.score_func = self._get_score_func()
+        if self.config["ann"] is not None:
+            from recstudio.model.scorer import require_decomposable
+            require_decomposable(self.score_func, f"ann={self.config['ann']!r}")
+        self._ann_index = None
+
+    # ---- ANN top-k -----------------------------------------------------------------------------
+    def ann_index(self):
+        """The ANN index over the current item vectors (built on first use after they change)."""
+        if self._ann_index is None:
+            from recstudio.ann import build_index
+            with torch.no_grad():
+                vectors = self.score_func.item_vector(self.item_vectors())[1:]
+            ids = torch.arange(1, self.meta.num_items, device=vectors.device)
+            self._ann_index = build_index(self.config["ann"], vectors.detach(), metric=self.score_func.metric,
+                                          ids=ids)
+        return self._ann_index
+
+    def topk_items(self, batch, k: int, exclude_history: bool = True):
+        if self.config["ann"] is None:
+            return super().topk_items(batch, k, exclude_history)
+        query = self.score_func.query_vector(self.encode_query(batch))
+        exclude = (batch["history_indptr"], batch["history_indices"]) if exclude_history else None
+        return self.ann_index().search(query, k, exclude=exclude)
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._ann_index = None  # item vectors are about to change
+
+    def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
+        self._ann_index = None
+
+    def on_test_epoch_start(self):
+        super().on_test_epoch_start()
+        self._ann_index = None
+
+    def load_state_dict(self, *args, **kwargs):
+        self._ann_index = None
+        return super().load_state_dict(*args, **kwargs)
 
     # ---- encoding and scoring ----------------------------------------------------------------
     def encode_query(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:

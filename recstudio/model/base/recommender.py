@@ -56,6 +56,8 @@ class Recommender(pl.LightningModule):
     #: 'gradient' (Lightning optimisation), 'closed_form' (fit_closed_form once) or
     #: 'alternating' (alternating_step per batch of the training loader, no optimizer)
     fit_mode = "gradient"
+    #: whether top-k can come from an ANN index over item vectors (item-tower models)
+    supports_ann = False
     #: meaning of each key of the model YAML's ``model`` section
     option_help: Dict[str, str] = {}
     model_name = "Recommender"
@@ -119,6 +121,9 @@ class Recommender(pl.LightningModule):
     def build(self, meta: DataMeta) -> "Recommender":
         """Create every block for data described by ``meta`` (called by :meth:`fit` and ``load``)."""
         self.meta = meta
+        if self.config["ann"] is not None and not self.supports_ann:
+            raise ConfigError(f"ann={self.config['ann']!r} needs item vectors, which {self.model_name} (a "
+                              f"{self.base_name} model) does not have; remove ann to rank exactly.")
         self.loss_fn = self._get_loss_func()
         self.sampler = self._get_sampler()
         self.build_blocks()
@@ -313,7 +318,17 @@ class Recommender(pl.LightningModule):
             acc.add_ratings(self.score_candidates(batch, state, batch[self.meta.iid_field]),
                             batch[self.meta.rating_field])
         else:
-            acc.add(self.score_users(batch), batch)
+            _, ids = self.topk_items(batch, max(self.config["cutoffs"]))
+            acc.add_topk(batch, ids, self.meta.num_items)
+
+    def topk_items(self, batch: Dict[str, torch.Tensor], k: int, exclude_history: bool = True):
+        """``(scores [B, k], item ids [B, k])`` of the batch's users, their history masked (id -1 pads
+        rows with fewer rankable items). Item-tower models may answer from an ANN index."""
+        from recstudio.eval import topk_masked
+        scores = self.score_users(batch)
+        if exclude_history:
+            return topk_masked(scores, batch["history_indptr"], batch["history_indices"], k, inplace=True)
+        return topk_masked(scores, None, None, k, inplace=True)
 
     def on_validation_epoch_start(self):
         self._start_eval()
@@ -385,7 +400,6 @@ class Recommender(pl.LightningModule):
         Raises:
             DataError: unknown users, or ``k`` out of range.
         """
-        from recstudio.eval import topk_masked
         if self.meta is None:
             raise DataError("the model has not been fitted or loaded yet; call fit() or recstudio.load().")
         n_items = self.meta.num_items - 1
@@ -394,14 +408,7 @@ class Recommender(pl.LightningModule):
         inner = torch.as_tensor(self.meta.user_map.encode(list(users)), dtype=torch.long)
         self.eval()
         with torch.no_grad():
-            batch = self.query_batch(inner)
-            scores = self.score_users(batch)
-            if exclude_seen:
-                top_scores, top_ids = topk_masked(scores, batch["history_indptr"], batch["history_indices"], k)
-            else:
-                top_scores, top_ids = topk_masked(scores, torch.zeros(len(inner) + 1, dtype=torch.long,
-                                                                      device=scores.device),
-                                                  torch.zeros(0, dtype=torch.long, device=scores.device), k)
+            top_scores, top_ids = self.topk_items(self.query_batch(inner), k, exclude_history=exclude_seen)
         ids = top_ids.cpu().numpy()
         valid = ids > 0
         out = np.empty(ids.shape, dtype=self.meta.item_tokens.dtype if self.meta.item_tokens.dtype.kind != "U"
