@@ -269,6 +269,7 @@ class Recommender(pl.LightningModule):
             if loss is not None:
                 self._loss_sum += float(loss)
                 self._loss_count += 1
+                self.log("train/loss", float(loss), on_step=False, on_epoch=True, batch_size=1)
             return None
         loss = self.training_loss(batch)
         if loss is not None:

@@ -52,6 +52,7 @@ def quiet_lightning(detail: bool) -> None:
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated.*")
         warnings.filterwarnings("ignore", message=".*litlogger.*")
+        warnings.filterwarnings("ignore", message=".*returned `None`, this fit will run with no optimizer.*")
 
 
 def make_trainer(model, run_dir: Path, has_valid: bool) -> pl.Trainer:
