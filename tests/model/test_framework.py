@@ -166,3 +166,14 @@ def test_ann_top_k_in_evaluation_and_recommend(split, tmp_path):
         recstudio.run(model="NCF", dataset=split, ann="ivf", run_dir=str(tmp_path), epochs=1, quiet=True)
     with pytest.raises(ConfigError, match="decomposable"):
         recstudio.run(model="BPR", dataset=split, ann="ivf", score_func="mlp", run_dir=str(tmp_path), **small())
+
+
+def test_sampled_protocol_and_coverage(split, tmp_path):
+    model, full = recstudio.run(model="BPR", dataset=split, metrics=["hit", "ndcg", "item_coverage"],
+                                cutoffs=[5, 10], run_dir=str(tmp_path), **small())
+    assert 0 < full["item_coverage@10"] <= 1 and set(full) == {f"{m}@{k}" for m in ("hit", "ndcg", "item_coverage")
+                                                                for k in (5, 10)}
+    model.config.update(eval_protocol="sampled", eval_negatives=5, metrics=["hit", "ndcg"])
+    sampled = model.evaluate(split, "test")
+    # a target ranked among its user's targets + 5 negatives is in the top 5 at least as often
+    assert sampled["hit@5"] >= full["hit@5"]

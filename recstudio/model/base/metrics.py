@@ -42,6 +42,20 @@ class RankingAccumulator:
         return self.evaluator.compute()
 
 
+class SampledRankingAccumulator(RankingAccumulator):
+    """Sampled ranking: each user's targets ranked against ``num_negatives`` sampled items
+    (:class:`recstudio.eval.SampledRankingEvaluator`; see docs/metrics.md for the protocol)."""
+
+    def __init__(self, metrics: Sequence[str], cutoffs: Sequence[int], num_negatives: int, sampling: str,
+                 item_counts: Optional[torch.Tensor], seed: int):
+        from recstudio.eval.evaluator import SampledRankingEvaluator
+        self.evaluator = SampledRankingEvaluator(metrics, cutoffs, num_negatives=num_negatives, sampling=sampling,
+                                                 item_counts=item_counts, seed=seed)
+
+    def add_sampled(self, batch: Dict[str, torch.Tensor], score_items_fn, num_items: int) -> None:
+        self.evaluator.update(batch, score_items_fn, num_items)
+
+
 #: metrics where lower is better (early stopping and checkpoints minimise them)
 LOWER_IS_BETTER = ("rmse", "mae", "logloss")
 

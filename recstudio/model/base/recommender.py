@@ -17,7 +17,8 @@ from recstudio.data.types import DATASET_TYPES
 from recstudio.data.types.evaluation import EvalDataset
 from recstudio.model.base.config import data_config, portable_config, resolve_config
 from recstudio.model.base.meta import DataMeta
-from recstudio.model.base.metrics import RankingAccumulator, RatingAccumulator, monitor_mode
+from recstudio.model.base.metrics import (RankingAccumulator, RatingAccumulator, SampledRankingAccumulator,
+                                          monitor_mode)
 from recstudio.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -306,9 +307,13 @@ class Recommender(pl.LightningModule):
         return None
 
     def _new_accumulator(self):
+        cfg = self.config
         if self.eval_task == "rating":
-            return RatingAccumulator(self.config["metrics"])
-        return RankingAccumulator(self.config["metrics"], self.config["cutoffs"])
+            return RatingAccumulator(cfg["metrics"])
+        if cfg["eval_protocol"] == "sampled":
+            return SampledRankingAccumulator(cfg["metrics"], cfg["cutoffs"], cfg["eval_negatives"],
+                                             cfg["eval_negative_sampling"], self.meta.item_counts, cfg["seed"])
+        return RankingAccumulator(cfg["metrics"], cfg["cutoffs"])
 
     def _start_eval(self):
         self._accumulator = self._new_accumulator()
@@ -318,6 +323,9 @@ class Recommender(pl.LightningModule):
             state = self.prepare_scoring(batch)
             acc.add_ratings(self.score_candidates(batch, state, batch[self.meta.iid_field]),
                             batch[self.meta.rating_field])
+        elif isinstance(acc, SampledRankingAccumulator):
+            state = self.prepare_scoring(batch)
+            acc.add_sampled(batch, lambda b, ids: self.score_candidates(b, state, ids), self.meta.num_items)
         else:
             _, ids = self.topk_items(batch, max(self.config["cutoffs"]))
             acc.add_topk(batch, ids, self.meta.num_items)
