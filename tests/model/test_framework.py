@@ -169,8 +169,10 @@ def test_ann_top_k_in_evaluation_and_recommend(split, tmp_path):
 
 
 def test_sampled_protocol_and_coverage(split, tmp_path):
+    with pytest.raises(ConfigError, match="early_stop_metric 'mrr@10' is not among the evaluated metrics"):
+        recstudio.run(model="BPR", dataset=split, metrics=["hit"], run_dir=str(tmp_path), **small())
     model, full = recstudio.run(model="BPR", dataset=split, metrics=["hit", "ndcg", "item_coverage"],
-                                cutoffs=[5, 10], run_dir=str(tmp_path), **small())
+                                cutoffs=[5, 10], early_stop_metric="ndcg@10", run_dir=str(tmp_path), **small())
     assert 0 < full["item_coverage@10"] <= 1 and set(full) == {f"{m}@{k}" for m in ("hit", "ndcg", "item_coverage")
                                                                 for k in (5, 10)}
     model.config.update(eval_protocol="sampled", eval_negatives=5, metrics=["hit", "ndcg"])

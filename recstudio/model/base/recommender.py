@@ -69,6 +69,7 @@ class Recommender(pl.LightningModule):
                  **overrides):
         super().__init__()
         self.config = resolve_config(type(self), dataset_config, None, {**(config or {}), **overrides})
+        self._check_metrics()
         self.meta: Optional[DataMeta] = None
         self.eval_phase_results: Dict[str, Dict[str, float]] = {}
         self._accumulator = None
@@ -76,6 +77,19 @@ class Recommender(pl.LightningModule):
 
     def cfg(self, key: str, default: Any = None) -> Any:
         return self.config.get(key, default)
+
+    def _check_metrics(self) -> None:
+        """The early-stopping metric must be one of the metrics evaluated (checked before training)."""
+        from recstudio.utils.suggest import did_you_mean
+        cfg = self.config
+        if self.eval_task == "rating":
+            names = list(cfg["metrics"])
+        else:
+            names = [f"{m}@{k}" for m in cfg["metrics"] for k in cfg["cutoffs"]]
+        if cfg["early_stop_metric"] not in names:
+            raise ConfigError(f"early_stop_metric {cfg['early_stop_metric']!r} is not among the evaluated metrics "
+                              f"{names}." + did_you_mean(cfg["early_stop_metric"], names)
+                              + " Set early_stop_metric to one of them, or add its metric / cutoff.")
 
     # ---- hooks ---------------------------------------------------------------------------
     def _get_dataset_class(self):
