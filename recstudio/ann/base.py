@@ -126,7 +126,7 @@ class Index:
         return self
 
     def _build(self, vectors: torch.Tensor, metric: str) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement _build() of its base class.")
 
     # ------------------------------------------------------------------ search
     def search(self, queries: ArrayLike, k: int, exclude: Any = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -190,7 +190,7 @@ class Index:
         return scores, ids
 
     def _search(self, queries: torch.Tensor, k: int, rows: torch.Tensor, pos: torch.Tensor):
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement _search() of its base class.")
 
     # ------------------------------------------------------------------ exclusion
     def _parse_exclude(self, exclude: Any, B: int) -> Tuple[torch.Tensor, torch.Tensor]:

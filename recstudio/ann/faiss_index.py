@@ -84,7 +84,7 @@ class FaissIndex(Index):
 
     # -------------------------------------------------------------- building
     def _make(self, d: int, n: int, faiss_metric):
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement _make() of its base class.")
 
     def _configure(self, index) -> None:
         """Set search-time parameters (after a GPU copy too)."""

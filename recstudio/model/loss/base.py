@@ -58,7 +58,7 @@ class Loss(nn.Module):
                 all_score: Optional[torch.Tensor] = None, label: Optional[torch.Tensor] = None,
                 pos_index: Optional[torch.Tensor] = None, neg_is_pos: Optional[torch.Tensor] = None
                 ) -> torch.Tensor:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement forward() of its base class.")
 
     # ------------------------------------------------------------------ helpers
     def reduce(self, loss: torch.Tensor) -> torch.Tensor:

@@ -50,7 +50,7 @@ class Sampler(nn.Module):
     # ---------------------------------------------------------------- contract
     def forward(self, query: Optional[Tensor], num_neg: int, pos_items: Tensor,
                 user_hist: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Tensor]:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement forward() of its base class.")
 
     def update(self, item_vectors: Optional[Tensor] = None, item_counts: Optional[Tensor] = None) -> None:
         """Refresh the sampler (called each epoch); samplers ignore what they do not use."""
@@ -58,7 +58,7 @@ class Sampler(nn.Module):
     def log_prob(self, items: Tensor, pos_items: Optional[Tensor] = None,
                  user_hist: Optional[Tensor] = None) -> Tensor:
         """Exact log-probability [B, M] that one draw for row b is ``items[b, m]``."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement log_prob() of its base class.")
 
     def manual_seed(self, seed: int) -> "Sampler":
         """Draw from a new CPU generator seeded with ``seed`` from now on."""

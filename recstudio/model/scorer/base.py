@@ -57,7 +57,7 @@ class ScoreFunction(nn.Module):
     # -- to implement ---------------------------------------------------------------------------
     def pair_score(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of broadcastable ``query [..., d]`` and ``items [..., d]`` -> ``[...]``."""
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must implement pair_score() of its base class.")
 
     def _score_matrix(self, query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``query [M, d]`` x ``items [C, d]`` -> ``[M, C]`` (default: broadcast :meth:`pair_score`)."""
