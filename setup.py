@@ -25,6 +25,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "pytorch-lightning>=2.2",
+        "matplotlib>=3.7",  # loss / metric curves of every run, `recstudio compare` charts
     ],
     extras_require={
         # one of the faiss builds (they install the same `faiss` package): pick exactly one
@@ -33,8 +34,10 @@ setup(
         "faiss-gpu-cu12": ["faiss-gpu-cu12>=1.8"],
         "nni": ["nni>=3.0", "setuptools>=77.0.3,<81"],  # nnictl imports pkg_resources
         "serving": ["fastapi>=0.100", "uvicorn>=0.23"],
-        "dev": ["pytest>=7", "faiss-cpu>=1.7.4"],
+        "dev": ["pytest>=7", "faiss-cpu>=1.7.4", "nni>=3.0", "setuptools>=77.0.3,<81", "fastapi>=0.100",
+                "uvicorn>=0.23"],
     },
+    entry_points={"console_scripts": ["recstudio=recstudio.__main__:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -1,0 +1,1 @@
+"""Sequential recommenders: the query is encoded from the user's item sequence."""
