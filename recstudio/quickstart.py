@@ -41,7 +41,8 @@ def run(model: str = "BPR", dataset: Any = "ml-100k", config_file: Optional[str]
         dataset_config = get_spec(dataset).config
     file_cfg = read_config_file(config_file) if config_file else {}
     instance = cls(dataset_config=dataset_config, **{**file_cfg, **overrides})
-    quiet = instance.config["quiet"]
+    from recstudio.model.base.distributed import is_global_zero
+    quiet = instance.config["quiet"] or not is_global_zero()  # under DDP only global rank 0 prints
     detail = instance.config["mode"] == "detail" and not quiet
     split = instance.prepare_data_split(dataset)
     if not quiet:

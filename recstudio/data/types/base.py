@@ -11,7 +11,7 @@ the same order and sees the same per-epoch random draws (negatives, cloze masks)
 they are all derived from ``(s, e)``, never from a global random state.
 """
 import inspect
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -178,9 +178,15 @@ class IndexSampler(Sampler):
         shuffle: a fresh permutation each epoch (else ``0..num_rows-1`` in order).
         drop_last: drop the last, smaller batch.
         seed: the permutation of epoch ``e`` is drawn from a generator seeded by ``(seed, e)``.
-        num_replicas, rank: for data-parallel training, each of ``num_replicas`` processes takes
-            every ``num_replicas``-th row of the (shared) permutation, starting at ``rank``;
-            rows are trimmed so every replica gets as many.
+        num_replicas, rank: for data-parallel runs, this process is replica ``rank`` of
+            ``num_replicas``; how the work is divided is set by ``shard``.
+        shard: ``'rows'`` (training): each replica takes every ``num_replicas``-th row of the (shared)
+            permutation, starting at ``rank``; rows are trimmed so every replica gets as many rows
+            and batches (DDP needs the same number of steps everywhere).
+            ``'batches'`` (evaluation): the batches of the unsharded run are dealt out whole and
+            round-robin (global batch ``b`` goes to replica ``b % num_replicas``), nothing is
+            dropped, and a replica left without a batch gets one empty batch, so every process
+            enters the evaluation loop and joins the reduction of the metric sums.
 
     The epoch is ``self.epoch``; :class:`EpochLoader` advances it after each pass and
     ``set_epoch`` sets it (as Lightning does). Iterating twice in the same epoch repeats it.
@@ -192,40 +198,73 @@ class IndexSampler(Sampler):
     """
 
     def __init__(self, num_rows: int, batch_size: int, shuffle: bool = True, drop_last: bool = False,
-                 seed: int = 0, num_replicas: int = 1, rank: int = 0):
+                 seed: int = 0, num_replicas: int = 1, rank: int = 0, shard: str = "rows"):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
         if not 0 <= rank < num_replicas:
             raise ConfigError(f"rank must be in 0..num_replicas-1, got rank={rank}, num_replicas={num_replicas}.")
+        if shard not in ("rows", "batches"):
+            raise ConfigError(f"shard must be 'rows' (training) or 'batches' (evaluation), got {shard!r}.")
         self.num_rows, self.batch_size, self.shuffle, self.drop_last = num_rows, batch_size, shuffle, drop_last
-        self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
+        self.seed, self.num_replicas, self.rank, self.shard = seed, num_replicas, rank, shard
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
+    def _by_batches(self) -> bool:
+        return self.shard == "batches" and self.num_replicas > 1
+
     def _rows(self) -> int:
-        return self.num_rows // self.num_replicas if self.num_replicas > 1 else self.num_rows
+        """Rows this replica visits with ``shard='rows'`` (trimmed to a share of equal size); all otherwise."""
+        if self.num_replicas > 1 and self.shard == "rows":
+            return self.num_rows // self.num_replicas
+        return self.num_rows
+
+    def _batches(self, rows: int) -> int:
+        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
     def __len__(self) -> int:
-        n = self._rows()
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n = self._batches(self._rows())
+        if self._by_batches():  # this replica's share of the global batches, at least the empty one
+            return max(len(range(self.rank, n, self.num_replicas)), 1)
+        return n
+
+    def global_batch_number(self, local_index: int) -> int:
+        """Position, in the unsharded run, of this replica's ``local_index``-th batch (equal to
+        ``local_index`` unless ``shard='batches'`` deals batches out across replicas).
+
+        Example:
+            >>> IndexSampler(10, 2, shuffle=False, num_replicas=2, rank=1, shard="batches").global_batch_number(2)
+            5
+        """
+        return local_index * self.num_replicas + self.rank if self._by_batches() else local_index
+
+    def _permutation(self, epoch: int) -> torch.Tensor:
+        """Every row, in the unsharded visiting order of ``epoch``."""
+        if self.shuffle:
+            return torch.randperm(self.num_rows, generator=torch_generator(self.seed, epoch, 0x5A3))
+        return torch.arange(self.num_rows)
+
+    def _my_batches(self, epoch: int) -> List[torch.Tensor]:
+        """This replica's batches of ``epoch``."""
+        order = self._permutation(epoch)
+        if self._by_batches():
+            stop = self._batches(len(order)) * self.batch_size
+            batches = [order[i:i + self.batch_size] for i in range(0, min(stop, len(order)), self.batch_size)]
+            return batches[self.rank::self.num_replicas] or [order[:0]]
+        if self.num_replicas > 1:
+            order = order[:self._rows() * self.num_replicas][self.rank::self.num_replicas]
+        stop = len(self) * self.batch_size
+        return [order[i:i + self.batch_size] for i in range(0, min(stop, len(order)), self.batch_size)]
 
     def order(self, epoch: Optional[int] = None) -> torch.Tensor:
         """All row indices of this replica for ``epoch`` (default: the current one), in visiting order."""
-        epoch = self.epoch if epoch is None else epoch
-        if self.shuffle:
-            order = torch.randperm(self.num_rows, generator=torch_generator(self.seed, epoch, 0x5A3))
-        else:
-            order = torch.arange(self.num_rows)
-        if self.num_replicas > 1:
-            order = order[:self._rows() * self.num_replicas][self.rank::self.num_replicas]
-        return order
+        batches = self._my_batches(self.epoch if epoch is None else epoch)
+        return torch.cat(batches) if batches else torch.zeros(0, dtype=torch.long)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        order = self.order()  # drawn eagerly: the epoch is read now, not at the first next()
-        stop = len(self) * self.batch_size
-        return iter([order[i:i + self.batch_size] for i in range(0, min(stop, len(order)), self.batch_size)])
+        return iter(self._my_batches(self.epoch))  # drawn eagerly: the epoch is read now, not at the first next()
 
 
 class EpochLoader(DataLoader):
@@ -341,7 +380,7 @@ class BatchDataset(Dataset):
 
     def loader(self, batch_size: int, shuffle: Optional[bool] = None, drop_last: bool = False,
                num_workers: int = 0, seed: Optional[int] = None, pin_memory: bool = False,
-               num_replicas: int = 1, rank: int = 0) -> EpochLoader:
+               num_replicas: int = 1, rank: int = 0, shard: str = "rows") -> EpochLoader:
         """A ``DataLoader`` yielding whole batches (``batch_size=None`` + :class:`IndexSampler`).
 
         Args:
@@ -351,14 +390,15 @@ class BatchDataset(Dataset):
             num_workers: worker processes (only with CPU-resident tensors).
             seed: seed of the permutations (default: the dataset type's seed).
             pin_memory: pin batches for faster host-to-GPU copies.
-            num_replicas, rank: data-parallel sharding (see :class:`IndexSampler`).
+            num_replicas, rank, shard: data-parallel sharding (see :class:`IndexSampler`):
+                ``shard='rows'`` for training, ``'batches'`` for evaluation.
         """
         if num_workers > 0 and self.device.type != "cpu":
             raise ConfigError(f"num_workers={num_workers} needs CPU-resident data; this dataset lives on "
                               f"{self.device}. Use num_workers=0 (batches are built on the device anyway).")
         shuffle = self.phase == "train" if shuffle is None else shuffle
         sampler = IndexSampler(len(self), batch_size, shuffle, drop_last, self.seed if seed is None else seed,
-                               num_replicas, rank)
+                               num_replicas, rank, shard)
         return EpochLoader(self, sampler, num_workers=num_workers, pin_memory=pin_memory)
 
     def __repr__(self) -> str:

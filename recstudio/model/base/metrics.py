@@ -16,10 +16,18 @@ class RankingAccumulator:
     Args:
         metrics: metric names (``recall``, ``ndcg``, ..., ``item_coverage``).
         cutoffs: list lengths, e.g. ``[10, 20]``.
+        num_items: item ids ``0..num_items-1`` (0 = padding); needed by ``item_coverage`` under
+            distributed evaluation, where a process may have seen no batch at all.
+
+    Example:
+        >>> acc = RankingAccumulator(["recall"], [10], num_items=1683)
+        >>> acc.compute()   # no user yet
+        {'recall@10': 0.0}
     """
 
-    def __init__(self, metrics: Sequence[str], cutoffs: Sequence[int]):
+    def __init__(self, metrics: Sequence[str], cutoffs: Sequence[int], num_items: Optional[int] = None):
         self.evaluator = FullRankingEvaluator(metrics, cutoffs)
+        self.num_items = num_items
 
     def add(self, scores: torch.Tensor, batch: Dict[str, torch.Tensor]) -> None:
         """Rank ``scores`` [B, num_items] with the batch's history masked and score the top lists."""
@@ -30,16 +38,35 @@ class RankingAccumulator:
         self.evaluator.update_topk(batch, topk_ids, num_items)
 
     def compute(self, strategy: Optional[object] = None) -> Dict[str, float]:
-        """Means over users (summed across processes when a distributed ``strategy`` is given)."""
-        acc = self.evaluator.acc
+        """Means over users; under a distributed ``strategy`` (world size > 1) the per-user metric
+        sums, the user counts and the coverage sets of every process are all-reduced first, so
+        every process returns the metrics of all users."""
         if strategy is not None and getattr(strategy, "world_size", 1) > 1:
-            dev = strategy.root_device
-            for name in list(acc.sums):
-                acc.sums[name] = strategy.reduce(acc.sums[name].to(dev), reduce_op="sum").cpu()
-            acc.users = int(strategy.reduce(torch.tensor(float(acc.users), device=dev), reduce_op="sum"))
-            for k in list(acc.seen):
-                acc.seen[k] = strategy.reduce(acc.seen[k].to(dev).float(), reduce_op="sum").cpu() > 0
+            self._all_reduce(strategy)
         return self.evaluator.compute()
+
+    def _all_reduce(self, strategy) -> None:
+        """Sum the counts of every process in one collective (fixed key order, zeros for what a
+        process did not see), plus one for the coverage sets."""
+        acc, dev = self.evaluator.acc, strategy.root_device
+        names = list(acc.ranking)
+        parts = [acc.sums.get(n, torch.zeros(len(acc.ranking[n]), dtype=torch.float64)).to(dev) for n in names]
+        parts.append(torch.tensor([float(acc.users)], dtype=torch.float64, device=dev))
+        flat = strategy.reduce(torch.cat(parts), reduce_op="sum").cpu()
+        offset = 0
+        for n in names:
+            acc.sums[n] = flat[offset:offset + len(acc.ranking[n])]
+            offset += len(acc.ranking[n])
+        acc.users = int(round(float(flat[-1])))
+        if acc.coverage:
+            num_items = self.num_items or acc.num_items
+            if num_items is None:
+                raise ConfigError("distributed item_coverage needs num_items: RankingAccumulator(..., num_items=).")
+            seen = torch.stack([acc.seen.get(k, torch.zeros(num_items, dtype=torch.bool)).to(dev).double()
+                                for k in acc.coverage])
+            seen = strategy.reduce(seen, reduce_op="sum").cpu() > 0
+            acc.seen = {k: seen[i] for i, k in enumerate(acc.coverage)}
+            acc.num_items = num_items
 
 
 class SampledRankingAccumulator(RankingAccumulator):
@@ -51,8 +78,15 @@ class SampledRankingAccumulator(RankingAccumulator):
         from recstudio.eval.evaluator import SampledRankingEvaluator
         self.evaluator = SampledRankingEvaluator(metrics, cutoffs, num_negatives=num_negatives, sampling=sampling,
                                                  item_counts=item_counts, seed=seed)
+        self.num_items = None  # no item_coverage in sampled ranking
 
-    def add_sampled(self, batch: Dict[str, torch.Tensor], score_items_fn, num_items: int) -> None:
+    def add_sampled(self, batch: Dict[str, torch.Tensor], score_items_fn, num_items: int,
+                    batch_number: Optional[int] = None) -> None:
+        """Sample, score and accumulate one batch. ``batch_number`` (the batch's position in the
+        unsharded evaluation) seeds its negatives, so a sharded evaluation draws the same ones as a
+        single process; ``None``: the next number."""
+        if batch_number is not None:
+            self.evaluator.batches_seen = int(batch_number)
         self.evaluator.update(batch, score_items_fn, num_items)
 
 

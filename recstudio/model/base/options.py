@@ -32,7 +32,9 @@ TRAIN_OPTIONS: Dict[str, Option] = {
                   "(null: exact torch top-k)", choices=("flat", "ivf", "hnsw"), nullable=True),
     "accelerator": Option("cpu", (str,), "Lightning accelerator: cpu, gpu, auto"),
     "devices": Option(1, (int, str), "number of devices (or 'auto')"),
-    "strategy": Option("auto", (str,), "Lightning strategy, e.g. ddp"),
+    "strategy": Option("auto", (str,), "Lightning strategy: ddp (command line, torchrun, SLURM), ddp_spawn / "
+                       "ddp_notebook (from Python / Jupyter); see docs/distributed.md"),
+    "num_nodes": Option(1, (int,), "machines of a multi-node run (torchrun / SLURM), each running `devices` processes"),
     "precision": Option("32-true", (str, int), "Lightning precision, e.g. 16-mixed, bf16-mixed"),
     "num_workers": Option(0, (int,), "data-loader worker processes"),
     "run_dir": Option("runs", (str,), "folder for checkpoints, logs and configs of runs"),

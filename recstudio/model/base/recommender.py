@@ -284,14 +284,14 @@ class Recommender(pl.LightningModule):
             if loss is not None:
                 self._loss_sum += float(loss)
                 self._loss_count += 1
-                self.log("train/loss", float(loss), on_step=False, on_epoch=True, batch_size=1)
+                self.log("train/loss", float(loss), on_step=False, on_epoch=True, batch_size=1, sync_dist=True)
             return None
         loss = self.training_loss(batch)
         if loss is not None:
             self._loss_sum += float(loss.detach())
             self._loss_count += 1
             self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True,
-                     batch_size=self._batch_size(batch))
+                     batch_size=self._batch_size(batch), sync_dist=True)
         return loss
 
     @property
@@ -327,19 +327,22 @@ class Recommender(pl.LightningModule):
         if cfg["eval_protocol"] == "sampled":
             return SampledRankingAccumulator(cfg["metrics"], cfg["cutoffs"], cfg["eval_negatives"],
                                              cfg["eval_negative_sampling"], self.meta.item_counts, cfg["seed"])
-        return RankingAccumulator(cfg["metrics"], cfg["cutoffs"])
+        return RankingAccumulator(cfg["metrics"], cfg["cutoffs"], num_items=self.meta.num_items)
 
     def _start_eval(self):
         self._accumulator = self._new_accumulator()
 
-    def _accumulate(self, acc, batch) -> None:
+    def _accumulate(self, acc, batch, batch_number: Optional[int] = None) -> None:
+        """Add one evaluation batch to ``acc``; ``batch_number`` (its position in the unsharded
+        evaluation) seeds the negatives of sampled ranking."""
         if self.eval_task == "rating":
             state = self.prepare_scoring(batch)
             acc.add_ratings(self.score_candidates(batch, state, batch[self.meta.iid_field]),
                             batch[self.meta.rating_field])
         elif isinstance(acc, SampledRankingAccumulator):
             state = self.prepare_scoring(batch)
-            acc.add_sampled(batch, lambda b, ids: self.score_candidates(b, state, ids), self.meta.num_items)
+            acc.add_sampled(batch, lambda b, ids: self.score_candidates(b, state, ids), self.meta.num_items,
+                            batch_number)
         else:
             _, ids = self.topk_items(batch, max(self.config["cutoffs"]))
             acc.add_topk(batch, ids, self.meta.num_items)
@@ -360,16 +363,28 @@ class Recommender(pl.LightningModule):
         self._start_eval()
 
     def validation_step(self, batch, batch_idx):
-        self._accumulate(self._accumulator, batch)
+        self._eval_step(batch, batch_idx)
 
     def test_step(self, batch, batch_idx):
-        self._accumulate(self._accumulator, batch)
+        self._eval_step(batch, batch_idx)
+
+    def _eval_step(self, batch, batch_idx):
+        """Accumulate one evaluation batch. Under DDP each process gets every world_size-th batch
+        (an empty one when it has none; see recstudio.model.base.distributed)."""
+        if self._batch_size(batch) == 0:
+            return
+        from recstudio.model.base.distributed import global_batch_number
+        self._accumulate(self._accumulator, batch, global_batch_number(self._trainer, batch_idx))
 
     def _finish_eval(self, phase: str):
+        """All-reduce the metric sums (under DDP), keep the results, log them as float64 (so
+        they reach the calling process of a spawned run exactly); identical on every process,
+        hence no sync_dist."""
         results = self._accumulator.compute(self.trainer.strategy if self._trainer is not None else None)
         self.eval_phase_results[phase] = results
         for k, v in results.items():
-            self.log(f"{phase}/{k}", v, prog_bar=(k == self.config["early_stop_metric"]), sync_dist=False)
+            self.log(f"{phase}/{k}", torch.tensor(v, dtype=torch.float64),
+                     prog_bar=(k == self.config["early_stop_metric"]), sync_dist=False)
 
     def on_validation_epoch_end(self):
         self._finish_eval("valid")

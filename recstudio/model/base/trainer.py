@@ -6,34 +6,38 @@ import warnings
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Sequence, Union
 
 import pytorch_lightning as pl
-import yaml
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from recstudio.data.split import DataSplit
 from recstudio.model.base.config import portable_config
+from recstudio.model.base.distributed import (RunFolder, ShardedDataModule, check_distributed_support,
+                                              epoch_mean_loss, ignore_reduced_metric_warnings, phase_results)
 from recstudio.model.base.meta import DataMeta
+from recstudio.utils.io import atomic_path
 
 
 class EpochPrinter(Callback):
     """Prints one line per validation (train loss, validation metrics, time) unless quiet."""
 
-    def __init__(self, out=sys.stdout):
-        self.out = out
+    def __init__(self, out=None):
+        self.out = out  # None: sys.stdout when printing (a stream cannot be pickled into ddp_spawn workers)
         self.start = time.perf_counter()
 
     def on_validation_end(self, trainer, pl_module):  # after the module's on_validation_epoch_end
         if trainer.sanity_checking or pl_module.config["quiet"]:
             return
-        loss = pl_module.epoch_train_loss
+        loss = epoch_mean_loss(trainer, pl_module)  # every process takes part (a collective under DDP)
+        if not trainer.is_global_zero:
+            return
         vals = pl_module.eval_phase_results.get("valid", {})
         text = "  ".join(f"{k} {v:.4f}" for k, v in vals.items())
         loss_text = f"train loss {loss:.4f}  " if loss is not None else ""
         print(f"epoch {trainer.current_epoch:3d}  {loss_text}valid {text}  "
-              f"({time.perf_counter() - self.start:.1f} s)", file=self.out, flush=True)
+              f"({time.perf_counter() - self.start:.1f} s)", file=self.out or sys.stdout, flush=True)
 
 
 def _run_dir(model, split: DataSplit, run_dir: Optional[Union[str, Path]]) -> Path:
@@ -55,11 +59,12 @@ def quiet_lightning(detail: bool) -> None:
         warnings.filterwarnings("ignore", message=".*returned `None`, this fit will run with no optimizer.*")
 
 
-def make_trainer(model, run_dir: Path, has_valid: bool) -> pl.Trainer:
-    """A Trainer configured from ``model.config``."""
+def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
+    """A Trainer configured from ``model.config`` (``callbacks``: more callbacks to add)."""
     cfg = model.config
     quiet_lightning(cfg["mode"] == "detail" and not cfg["quiet"])
-    callbacks = [EpochPrinter()]
+    ignore_reduced_metric_warnings()
+    callbacks = [EpochPrinter(), *callbacks]
     checkpoint = None
     if has_valid:
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=model.monitor,
@@ -80,6 +85,7 @@ def make_trainer(model, run_dir: Path, has_valid: bool) -> pl.Trainer:
     detail = cfg["mode"] == "detail" and not cfg["quiet"]
     trainer = pl.Trainer(
         max_epochs=cfg["epochs"], accelerator=cfg["accelerator"], devices=cfg["devices"], strategy=cfg["strategy"],
+        num_nodes=cfg.get("num_nodes", 1),
         precision=cfg["precision"], gradient_clip_val=cfg["gradient_clip"], check_val_every_n_epoch=cfg["val_every"],
         callbacks=callbacks, logger=loggers, enable_progress_bar=detail, enable_model_summary=detail,
         use_distributed_sampler=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
@@ -93,36 +99,39 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
 
     Writes ``<run_dir>/config.yaml`` (the resolved config), ``logs/metrics.csv``, checkpoints
     ``best.ckpt`` / ``last.ckpt`` and ``test_metrics.json``.
+
+    Under several processes (``devices`` x ``num_nodes`` > 1, e.g. ``strategy: ddp``) every process
+    runs this: each trains on its shard of the rows and evaluates its share of the users, the
+    metric sums are all-reduced, global rank 0 writes the files into its run folder, and every
+    process (and, for ``ddp_spawn``, the calling one) returns the same test metrics. See
+    ``docs/distributed.md``.
     """
     cfg = model.config
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
-    run_dir = _run_dir(model, split, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump({"model": model.model_name, "dataset": split.dataset.name,
-                                                         **portable_config(cfg)}, sort_keys=False))
+    folder = RunFolder(_run_dir(model, split, run_dir),
+                       {"model": model.model_name, "dataset": split.dataset.name, **portable_config(cfg)})
     model.build(DataMeta.from_split(split))
-    train_loader = None
-    if model.fit_mode != "closed_form":
-        train_set = model._get_dataset_class()(split, "train", seed=cfg["seed"], **model._dataset_kwargs())
-        train_loader = train_set.loader(cfg["batch_size"], shuffle=True, seed=cfg["seed"],
-                                        num_workers=cfg["num_workers"])
+    data = ShardedDataModule.for_split(model, split)  # loaders built per process, once the rank is known
     has_valid = len(split.valid) > 0
-    valid_loader = model._eval_dataset(split, "valid").loader(cfg["eval_batch_size"]) if has_valid else None
-    test_loader = model._eval_dataset(split, "test").loader(cfg["eval_batch_size"])
+    model.eval_phase_results.pop("test", None)
     if model.fit_mode == "closed_form":
+        trainer = make_trainer(model, folder.run_dir, has_valid=False, callbacks=[folder])
+        check_distributed_support(model, trainer)
         model.fit_closed_form(split)
-        trainer = make_trainer(model, run_dir, has_valid=False)
         if has_valid:
-            trainer.validate(model, valid_loader, verbose=False)
-        trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-        trainer.test(model, test_loader, verbose=False)
+            trainer.validate(model, datamodule=data, verbose=False)
+        trainer.test(model, datamodule=data, verbose=False)
+        trainer.save_checkpoint(folder.run_dir / "checkpoints" / "last.ckpt")
     else:
-        trainer = make_trainer(model, run_dir, has_valid)
-        trainer.fit(model, train_loader, valid_loader)
+        trainer = make_trainer(model, folder.run_dir, has_valid, callbacks=[folder])
+        check_distributed_support(model, trainer)
+        trainer.fit(model, datamodule=data)
         ckpt = trainer.recstudio_checkpoint
         best = ckpt.best_model_path if has_valid and ckpt.best_model_path else None
-        trainer.test(model, test_loader, ckpt_path=best, verbose=False)
-    results = dict(model.eval_phase_results.get("test", {}))
-    (run_dir / "test_metrics.json").write_text(json.dumps(results, indent=1))
-    model.run_dir = run_dir
+        trainer.test(model, datamodule=data, ckpt_path=best, verbose=False)
+    results = phase_results(model, trainer, "test")
+    if trainer.is_global_zero:
+        with atomic_path(folder.run_dir / "test_metrics.json") as tmp:
+            tmp.write_text(json.dumps(results, indent=1))
+    model.run_dir = folder.run_dir
     return results
