@@ -29,3 +29,15 @@ def load(path):
     """Rebuild a trained model (class, config, id maps, weights) from a checkpoint file."""
     from recstudio.model.base.recommender import load_model
     return load_model(path)
+
+
+def compare_runs(paths, metrics=None):
+    """Test metrics of several run directories as a DataFrame (rows = runs, columns = metrics);
+    see :func:`recstudio.reporting.compare.compare_runs` and ``docs/runs.md``.
+
+    Example:
+        >>> recstudio.compare_runs("runs/", metrics=["ndcg@10"])["ndcg@10"].idxmax()   # doctest: +SKIP
+        'EASE/ml-100k/EASE-ml-100k-20250101-120000-000000'
+    """
+    from recstudio.reporting.compare import compare_runs as _compare
+    return _compare(paths, metrics=metrics)

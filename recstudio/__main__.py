@@ -2,6 +2,8 @@
 
 Commands:
     train     train and test a model (the same as ``python run.py``)
+    serve     serve top-k recommendations of a checkpoint over HTTP
+    compare   a table and a bar chart of the test metrics of several runs
 """
 import importlib
 import sys
@@ -10,6 +12,8 @@ from typing import List, Optional
 #: command -> (module with ``main(argv) -> int``, one-line help)
 COMMANDS = {
     "train": ("recstudio.commands.train", "train and test a model (the same as python run.py)"),
+    "serve": ("recstudio.commands.serve", "serve top-k recommendations of a checkpoint over HTTP"),
+    "compare": ("recstudio.commands.compare", "table and bar chart of the test metrics of several runs"),
 }
 
 

@@ -33,3 +33,22 @@ def tiny_frame():
 @pytest.fixture(scope="session")
 def ml100k_frame():
     return pd.read_csv(ML100K / "u.data", sep="\t", names=["user_id", "item_id", "rating", "timestamp"])
+
+
+def random_interaction_split(seed: int, n_users: int, n_items: int, length, **split_kwargs):
+    """A small implicit-feedback split: user ``u{k}`` has ``length`` distinct random items ``i{j}``
+    (``length``: an int, or ``(low, high)`` drawn per user), timestamps in order, rating 1."""
+    from recstudio.data import from_dataframe
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        size = length if isinstance(length, int) else int(rng.integers(*length))
+        rows += [(f"u{u}", f"i{i}", 1.0, float(t)) for t, i in enumerate(rng.choice(n_items, size=size, replace=False))]
+    frame = pd.DataFrame(rows, columns=["u", "i", "r", "t"])
+    return from_dataframe(frame, "u", "i", "r", "t").split(**split_kwargs)
+
+
+@pytest.fixture(scope="session")
+def make_split():
+    """Factory fixture of :func:`random_interaction_split`."""
+    return random_interaction_split

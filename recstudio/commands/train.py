@@ -5,6 +5,8 @@ Usage (also `recstudio train ...`):
     python run.py -m NCF -d ml-1m --embed_dim 128   # any config key as --key value
     python run.py -m BPR --help                     # every option of BPR, with defaults
     python run.py -d ml-100k --mode detail          # config, statistics and progress bars
+    python run.py --resume runs/BPR-ml-100k-...     # continue a run from its last checkpoint
+    python run.py --resume runs/BPR-ml-100k-... --epochs 50   # ... with more epochs
     python run.py --list-models | --list-datasets
 """
 import argparse
@@ -16,10 +18,16 @@ from recstudio.utils.suggest import did_you_mean
 
 
 def build_parser(model_cls=None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-m", "--model", default="BPR", help="registered model name (default BPR)")
-    parser.add_argument("-d", "--dataset", default="ml-100k", help="registered dataset name (default ml-100k)")
+    # allow_abbrev=False: otherwise the first pass (no config keys yet) reads --mode as an abbreviation of --model
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
+    parser.add_argument("-m", "--model", default=None, help="registered model name (default BPR)")
+    parser.add_argument("-d", "--dataset", default=None, help="registered dataset name (default ml-100k)")
     parser.add_argument("--config", default=None, help="a YAML file of config keys")
+    parser.add_argument("--resume", default=None, metavar="RUN",
+                        help="continue a run from its last checkpoint: its folder (runs/<model>-<dataset>-<time>) "
+                             "or a checkpoint in it; only keys such as --epochs / --early_stop_patience may change "
+                             "(docs/checkpoints.md)")
     parser.add_argument("--list-models", action="store_true", help="list registered models and exit")
     parser.add_argument("--list-datasets", action="store_true", help="list registered datasets and exit")
     if model_cls is not None:
@@ -45,7 +53,11 @@ def main(argv=None) -> int:
             from recstudio.data.registry import list_datasets
             print("\n".join(list_datasets()))
             return 0
-        cls = get_model(first.model)
+        if first.resume is not None and first.model is None:
+            from recstudio.model.base.checkpoint import resumed_model_name
+            cls = get_model(resumed_model_name(first.resume))
+        else:
+            cls = get_model(first.model or "BPR")
         parser = build_parser(cls)
         args, unknown = parser.parse_known_args(argv)
         if unknown:
@@ -54,9 +66,9 @@ def main(argv=None) -> int:
             raise ConfigError(f"unknown option {unknown[0]!r} for {cls.model_name}."
                               + did_you_mean(key, all_options(cls)) + f" See python run.py -m {cls.model_name} --help.")
         overrides = {k: v for k, v in vars(args).items()
-                     if k not in ("model", "dataset", "config", "list_models", "list_datasets")}
+                     if k not in ("model", "dataset", "config", "resume", "list_models", "list_datasets")}
         from recstudio.quickstart import run
-        run(model=first.model, dataset=first.dataset, config_file=args.config, **overrides)
+        run(model=first.model, dataset=first.dataset, config_file=args.config, resume=first.resume, **overrides)
     except RecStudioError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,11 +14,17 @@ PathLike = Union[str, os.PathLike]
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: PathLike, suffix: str = "", durable: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
     The temporary file is removed if the body raises, so ``path`` either keeps its
     old content or gets the complete new one.
+
+    Args:
+        path: the final file.
+        suffix: appended to the temporary file's name (after ``.part``).
+        durable: also ``fsync`` the new file before the rename and its folder after it, so that a
+            power loss right after the rename cannot leave an empty or partial file (checkpoints).
 
     Example:
         >>> with atomic_path("/tmp/out.txt") as tmp:          # doctest: +SKIP
@@ -34,10 +40,26 @@ def atomic_path(path: PathLike, suffix: str = "") -> Iterator[Path]:
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the final file normal permissions
     try:
         yield tmp
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
+        if durable:
+            _fsync(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) data to the disk; folders cannot be opened on Windows (skipped)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def file_digest(path: PathLike, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:

@@ -15,7 +15,6 @@ import torch
 
 import recstudio
 from recstudio.data import from_dataframe
-from recstudio.data.types.evaluation import EvalDataset
 from recstudio.model.base.config import model_options
 from recstudio.model.registry import MODELS, get_model, list_models
 

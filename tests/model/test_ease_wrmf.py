@@ -1,21 +1,16 @@
 """EASE's closed form and WRMF's alternating least squares against direct computations."""
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import recstudio
-from recstudio.data import from_dataframe
 from recstudio.model.base.meta import DataMeta
 from recstudio.model.registry import get_model
 
 
 @pytest.fixture(scope="module")
-def split():
-    rng = np.random.default_rng(3)
-    rows = [(f"u{u}", f"i{i}", 1.0, float(t)) for u in range(25)
-            for t, i in enumerate(rng.choice(30, size=int(rng.integers(5, 15)), replace=False))]
-    return from_dataframe(pd.DataFrame(rows, columns=["u", "i", "r", "t"]), "u", "i", "r", "t").split()
+def split(make_split):
+    return make_split(3, n_users=25, n_items=30, length=(5, 15))
 
 
 def test_ease_matches_the_formula(split, tmp_path):

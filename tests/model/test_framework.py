@@ -4,12 +4,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import recstudio
-from recstudio.data import from_dataframe
 from recstudio.model.base.config import resolve_config
 from recstudio.model.registry import get_model, list_models
 from recstudio.utils.errors import ConfigError, DataError
@@ -18,11 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def split():
-    rng = np.random.default_rng(1)
-    rows = [(f"u{u}", f"i{i}", 1.0, float(t)) for u in range(30)
-            for t, i in enumerate(rng.choice(40, size=10, replace=False))]
-    return from_dataframe(pd.DataFrame(rows, columns=["u", "i", "r", "t"]), "u", "i", "r", "t").split()
+def split(make_split):
+    return make_split(1, n_users=30, n_items=40, length=10)
 
 
 def small(**kw):
@@ -138,7 +133,6 @@ def test_load_rejects_other_files(tmp_path):
 
 
 def test_blocks_by_name_or_instance(split, tmp_path):
-    from recstudio.model.loss import build_loss
     model, _ = recstudio.run(model="BPR", dataset=split, loss="softmax", run_dir=str(tmp_path), **small())
     assert type(model.loss_fn).__name__ == "SoftmaxLoss"
     model, _ = recstudio.run(model="BPR", dataset=split, loss="bpr", sampler="popularity",

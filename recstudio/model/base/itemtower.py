@@ -4,7 +4,7 @@ and a score function between them.
 Because items are encoded on their own, their vectors can be computed once (``item_vectors``)
 for full ranking, ANN top-k and model-based negative sampling.
 """
-from typing import Any, Dict, Optional
+from typing import Dict
 
 import torch
 from torch import nn

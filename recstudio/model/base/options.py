@@ -38,7 +38,9 @@ TRAIN_OPTIONS: Dict[str, Option] = {
     "precision": Option("32-true", (str, int), "Lightning precision, e.g. 16-mixed, bf16-mixed"),
     "num_workers": Option(0, (int,), "data-loader worker processes"),
     "run_dir": Option("runs", (str,), "folder for checkpoints, logs and configs of runs"),
-    "mode": Option("light", (str,), "'light': epoch summaries; 'detail': also statistics and progress bars",
-                   choices=("light", "detail")),
+    "mode": Option("light", (str,), "'light': epoch summaries; 'detail': also statistics and progress bars; "
+                   "'tune': an NNI trial (parameters from the tuner, metrics reported to NNI, quiet; "
+                   "started by `bash tune.sh config.yaml`, see docs/tuning.md)",
+                   choices=("light", "detail", "tune")),
     "quiet": Option(False, (bool,), "print nothing (used by tuning trials)"),
 }

@@ -1,14 +1,15 @@
 """``Recommender``: the LightningModule every RecStudio model derives from.
 
 It owns the configuration, the optimizer and scheduler, the training and evaluation steps,
-``fit`` / ``evaluate`` / ``recommend`` and saving with id maps. Subclasses (the three bases in
-this package) build their blocks in :meth:`build_blocks` and say how to score.
+``fit`` / ``evaluate`` and saving with id maps; the inference API (``recommend``,
+``recommend_all``, ``similar_items``) comes from :class:`~recstudio.model.base.inference.InferenceMixin`.
+Subclasses (the three bases in this package) build their blocks in :meth:`build_blocks` and say
+how to score.
 """
 import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -16,6 +17,7 @@ from recstudio.data.split import DataSplit
 from recstudio.data.types import DATASET_TYPES
 from recstudio.data.types.evaluation import EvalDataset
 from recstudio.model.base.config import data_config, portable_config, resolve_config
+from recstudio.model.base.inference import InferenceMixin
 from recstudio.model.base.meta import DataMeta
 from recstudio.model.base.metrics import (RankingAccumulator, RatingAccumulator, SampledRankingAccumulator,
                                           monitor_mode)
@@ -33,7 +35,7 @@ COMMON_HELP = {
 }
 
 
-class Recommender(pl.LightningModule):
+class Recommender(InferenceMixin, pl.LightningModule):
     """Base of every model.
 
     Args:
@@ -412,49 +414,6 @@ class Recommender(pl.LightningModule):
                 self._accumulate(acc, {k: v.to(self.device) for k, v in batch.items()})
         return acc.compute()
 
-    def query_batch(self, users: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """An evaluation-style batch for inner user ids, with their full known history."""
-        from recstudio.data.types.base import csr_gather, gather_windows
-        m = self.meta
-        indptr, indices = csr_gather(m.history_indptr, m.history_indices, users)
-        batch = {m.uid_field: users, "history_indptr": indptr, "history_indices": indices}
-        seq_len = self._eval_seq_len()
-        if seq_len is not None:  # left padding, latest item last, as in EvalDataset
-            batch["item_seq"], batch["seq_len"] = gather_windows(
-                m.history_indices, m.history_indptr[users], m.history_indptr[users + 1], seq_len, "left")
-        return {k: v.to(self.device) for k, v in batch.items()}
-
-    def recommend(self, users: Sequence, k: int = 10, exclude_seen: bool = True):
-        """Top-``k`` items for users given in their ORIGINAL ids.
-
-        Args:
-            users: original user ids.
-            k: list length (1 .. number of items).
-            exclude_seen: mask every item the user interacted with in the data.
-
-        Returns:
-            ``(items, scores)``: numpy arrays ``[len(users), k]``, items in original ids.
-
-        Raises:
-            DataError: unknown users, or ``k`` out of range.
-        """
-        if self.meta is None:
-            raise DataError("the model has not been fitted or loaded yet; call fit() or recstudio.load().")
-        n_items = self.meta.num_items - 1
-        if not 1 <= k <= n_items:
-            raise DataError(f"k must be between 1 and the number of items ({n_items}), got {k}.")
-        inner = torch.as_tensor(self.meta.user_map.encode(list(users)), dtype=torch.long)
-        self.eval()
-        with torch.no_grad():
-            top_scores, top_ids = self.topk_items(self.query_batch(inner), k, exclude_history=exclude_seen)
-        ids = top_ids.cpu().numpy()
-        valid = ids > 0
-        out = np.empty(ids.shape, dtype=self.meta.item_tokens.dtype if self.meta.item_tokens.dtype.kind != "U"
-                       else object)
-        out[valid] = self.meta.item_map.decode(ids[valid])
-        out[~valid] = None
-        return out, top_scores.cpu().numpy()
-
     # ---- checkpoints -----------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["recstudio"] = {"model": self.model_name, "config": portable_config(self.config),
@@ -464,7 +423,7 @@ class Recommender(pl.LightningModule):
         """Save weights, config and data meta (id maps included) atomically to ``path``."""
         from recstudio.utils.io import atomic_path
         path = Path(path)
-        with atomic_path(path) as tmp:
+        with atomic_path(path, durable=True) as tmp:
             ckpt = {"state_dict": self.state_dict()}
             self.on_save_checkpoint(ckpt)
             torch.save(ckpt, tmp)
@@ -481,27 +440,23 @@ def _fused_adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer
 
 
 def load_model(path: Union[str, Path]) -> Recommender:
-    """Rebuild a model from a file written by :meth:`Recommender.save` or a Lightning checkpoint
-    of a RecStudio run: its class, config, data meta (id maps included) and weights.
+    """Rebuild a model from a file written by :meth:`Recommender.save`, a Lightning checkpoint
+    of a RecStudio run, or a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``): its
+    class, config, data meta (id maps included) and weights.
 
     Raises:
-        DataError: a missing file, or a file that is not a RecStudio checkpoint.
+        DataError: a missing file, a run folder without checkpoints, or a file that is not a
+            (complete) RecStudio checkpoint.
 
     Example:
         >>> model = recstudio.load("runs/BPR-ml-100k-.../checkpoints/best.ckpt")   # doctest: +SKIP
+        >>> model = recstudio.load("runs/BPR-ml-100k-...")                          # doctest: +SKIP
         >>> model.recommend(["196"], k=10)
     """
+    from recstudio.model.base.checkpoint import find_checkpoint, read_checkpoint
     from recstudio.model.registry import get_model
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"checkpoint {path} does not exist.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated or not a torch file
-        raise DataError(f"cannot read checkpoint {path}: {e}") from e
-    info = ckpt.get("recstudio") if isinstance(ckpt, dict) else None
-    if info is None:
-        raise DataError(f"{path} is not a RecStudio checkpoint (no 'recstudio' section).")
+    ckpt = read_checkpoint(find_checkpoint(path, prefer=("best.ckpt", "last.ckpt")))
+    info = ckpt["recstudio"]
     cls = get_model(info["model"])
     model = cls.__new__(cls)
     Recommender.__init__(model)  # defaults first, then the saved config verbatim

@@ -16,7 +16,12 @@ from recstudio.data.split import DataSplit
 from recstudio.model.base.config import portable_config
 from recstudio.model.base.distributed import (RunFolder, ShardedDataModule, check_distributed_support,
                                               epoch_mean_loss, ignore_reduced_metric_warnings, phase_results)
+from recstudio.model.base.checkpoint import AtomicCheckpointIO, ResumePlan
+from recstudio.model.base.resume_callbacks import (CountSolverSteps, FlushLogsOnCheckpoint, ResumedCSVLogger,
+                                                   ResumeState)
 from recstudio.model.base.meta import DataMeta
+from recstudio.reporting.epochs import EpochClock
+from recstudio.utils.errors import ConfigError
 from recstudio.utils.io import atomic_path
 
 
@@ -59,23 +64,37 @@ def quiet_lightning(detail: bool) -> None:
         warnings.filterwarnings("ignore", message=".*returned `None`, this fit will run with no optimizer.*")
 
 
-def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
-    """A Trainer configured from ``model.config`` (``callbacks``: more callbacks to add)."""
+def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Callback] = (),
+                 resumed_epoch: Optional[int] = None) -> pl.Trainer:
+    """A Trainer configured from ``model.config`` (``callbacks``: more callbacks to add).
+
+    Checkpoints are written atomically (:class:`~recstudio.model.base.checkpoint.AtomicCheckpointIO`)
+    and carry the random state (:class:`~recstudio.model.base.resume_callbacks.ResumeState`);
+    ``resumed_epoch`` (a resumed run's checkpoint epoch) keeps ``logs/metrics.csv``'s rows up to it.
+    """
     cfg = model.config
     quiet_lightning(cfg["mode"] == "detail" and not cfg["quiet"])
     ignore_reduced_metric_warnings()
-    callbacks = [EpochPrinter(), *callbacks]
-    checkpoint = None
+    callbacks = [EpochPrinter(), EpochClock(), ResumeState(cfg["early_stop_patience"]), FlushLogsOnCheckpoint(),
+                 CountSolverSteps(), *callbacks]
+    if cfg["mode"] == "tune":  # an NNI trial: report validation / test metrics to the tuner
+        from recstudio.tune.trial import TrialReporter
+        callbacks.append(TrialReporter(cfg["early_stop_metric"]))
+    # last.ckpt after every validation (every epoch without a valid phase), for resuming: Lightning's
+    # save_last writes it only when best.ckpt improves. After best, so that it holds best's state.
+    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                           enable_version_counter=False)
+    checkpoint = last
     if has_valid:
         checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=model.monitor,
-                                     mode=model.monitor_mode, save_top_k=1, save_last=True)
+                                     mode=model.monitor_mode, save_top_k=1)
         callbacks += [checkpoint, EarlyStopping(monitor=model.monitor, mode=model.monitor_mode,
                                                 patience=cfg["early_stop_patience"], check_on_train_epoch_end=False)]
-    else:
-        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=0,
-                                     save_last=True)
-        callbacks.append(checkpoint)
-    loggers = [CSVLogger(str(run_dir), name="", version="logs")]
+    callbacks.append(last)
+    loggers = [CSVLogger(str(run_dir), name="", version="logs") if resumed_epoch is None
+               else ResumedCSVLogger(str(run_dir), name="", version="logs", through_epoch=resumed_epoch)]
+    if resumed_epoch is not None:  # a resumed run writes into its own checkpoints folder on purpose
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     try:
         from pytorch_lightning.loggers import TensorBoardLogger
         import tensorboard  # noqa: F401
@@ -89,22 +108,28 @@ def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Call
         precision=cfg["precision"], gradient_clip_val=cfg["gradient_clip"], check_val_every_n_epoch=cfg["val_every"],
         callbacks=callbacks, logger=loggers, enable_progress_bar=detail, enable_model_summary=detail,
         use_distributed_sampler=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
-        log_every_n_steps=1, deterministic=False)
+        log_every_n_steps=1, deterministic=False, plugins=[AtomicCheckpointIO()])
     trainer.recstudio_checkpoint = checkpoint
     return trainer
 
 
-def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = None) -> Dict[str, float]:
+def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = None,
+              resume: Optional["ResumePlan"] = None) -> Dict[str, float]:
     """Build ``model`` for ``split``, train it with early stopping and test its best checkpoint.
 
     Writes ``<run_dir>/config.yaml`` (the resolved config), ``logs/metrics.csv``, checkpoints
-    ``best.ckpt`` / ``last.ckpt`` and ``test_metrics.json``.
+    ``best.ckpt`` / ``last.ckpt``, ``test_metrics.json``, and the per-epoch ``metrics.csv`` and
+    ``curves.png`` (:func:`recstudio.reporting.curves.write_run_report`; see ``docs/runs.md``).
 
     Under several processes (``devices`` x ``num_nodes`` > 1, e.g. ``strategy: ddp``) every process
     runs this: each trains on its shard of the rows and evaluates its share of the users, the
     metric sums are all-reduced, global rank 0 writes the files into its run folder, and every
     process (and, for ``ddp_spawn``, the calling one) returns the same test metrics. See
     ``docs/distributed.md``.
+
+    ``resume`` (:func:`~recstudio.model.base.checkpoint.plan_resume`) continues a run from its
+    checkpoint in its own folder: weights, optimizer, scheduler, early stopping, best checkpoint,
+    epoch and random state (see ``docs/checkpoints.md``).
     """
     cfg = model.config
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
@@ -115,6 +140,8 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
     has_valid = len(split.valid) > 0
     model.eval_phase_results.pop("test", None)
     if model.fit_mode == "closed_form":
+        if resume is not None:
+            raise ConfigError(f"{model.model_name} is fitted in closed form: there is nothing to resume.")
         trainer = make_trainer(model, folder.run_dir, has_valid=False, callbacks=[folder])
         check_distributed_support(model, trainer)
         model.fit_closed_form(split)
@@ -123,9 +150,10 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
         trainer.test(model, datamodule=data, verbose=False)
         trainer.save_checkpoint(folder.run_dir / "checkpoints" / "last.ckpt")
     else:
-        trainer = make_trainer(model, folder.run_dir, has_valid, callbacks=[folder])
+        trainer = make_trainer(model, folder.run_dir, has_valid, callbacks=[folder],
+                               resumed_epoch=None if resume is None else resume.epoch)
         check_distributed_support(model, trainer)
-        trainer.fit(model, datamodule=data)
+        trainer.fit(model, datamodule=data, ckpt_path=None if resume is None else str(resume.checkpoint))
         ckpt = trainer.recstudio_checkpoint
         best = ckpt.best_model_path if has_valid and ckpt.best_model_path else None
         trainer.test(model, datamodule=data, ckpt_path=best, verbose=False)
@@ -133,5 +161,7 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
     if trainer.is_global_zero:
         with atomic_path(folder.run_dir / "test_metrics.json") as tmp:
             tmp.write_text(json.dumps(results, indent=1))
+        from recstudio.reporting.curves import write_run_report  # matplotlib only when a run ends
+        write_run_report(folder.run_dir, cfg["early_stop_metric"], model.monitor_mode)
     model.run_dir = folder.run_dir
     return results

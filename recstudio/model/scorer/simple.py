@@ -1,7 +1,6 @@
 """Parameter-free decomposable score functions: inner product, cosine, (negative) euclidean distance."""
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 
 from recstudio.model.scorer.base import ScoreFunction, register_scorer
