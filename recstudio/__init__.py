@@ -26,7 +26,13 @@ def get_model(name: str):
 
 
 def load(path):
-    """Rebuild a trained model (class, config, id maps, weights) from a checkpoint file."""
+    """Rebuild a trained model (class, config, id maps, weights) from a checkpoint file, a file written
+    by ``model.save``, or a run directory (its ``best.ckpt``, else ``last.ckpt``); see docs/checkpoints.md.
+
+    Example:
+        >>> model = recstudio.load("runs/BPR-ml-100k-20250101-120000-000000")   # doctest: +SKIP
+        >>> items, scores = model.recommend(["196"], k=10)                        # doctest: +SKIP
+    """
     from recstudio.model.base.recommender import load_model
     return load_model(path)
 
