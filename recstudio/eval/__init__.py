@@ -13,12 +13,12 @@ Example:
 from recstudio.eval.evaluator import (FullRankingEvaluator, SampledRankingEvaluator, chunked_topk, parse_metrics,
                                       sample_negatives)
 from recstudio.eval.pointwise import PointwiseEvaluator, auc, gauc, logloss, mae, rmse
-from recstudio.eval.ranking import (METRICS, RANKING_FUNCTIONS, hit, in_csr, item_coverage, map_, mask_scores,
+from recstudio.eval.ranking import (METRICS, RANKING_FUNCTIONS, higher_is_better, hit, in_csr, item_coverage, map_, mask_scores,
                                     merge_topk, mrr, ndcg, precision, ranking_hits, ranking_metrics, recall,
                                     sort_by_score_then_id, topk_exact, topk_masked)
 
 __all__ = [
-    "METRICS", "RANKING_FUNCTIONS", "FullRankingEvaluator", "SampledRankingEvaluator", "PointwiseEvaluator",
+    "METRICS", "RANKING_FUNCTIONS", "higher_is_better", "FullRankingEvaluator", "SampledRankingEvaluator", "PointwiseEvaluator",
     "chunked_topk", "parse_metrics", "sample_negatives", "topk_masked", "topk_exact", "merge_topk", "mask_scores",
     "ranking_hits", "ranking_metrics", "in_csr", "sort_by_score_then_id", "recall", "precision", "hit", "mrr",
     "ndcg", "map_", "item_coverage", "auc", "gauc", "logloss", "rmse", "mae",

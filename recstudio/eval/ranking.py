@@ -29,6 +29,25 @@ Cutoffs = Union[int, Sequence[int], None]
 NEG_INF = float("-inf")
 
 
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` (e.g. ``ndcg@10``, ``rmse``) is better, as registered in
+    :data:`METRICS` (the pointwise metrics register on ``import recstudio.eval``); names it does
+    not know count as higher-is-better.
+
+    Args:
+        metric: a metric name, with or without an ``@k`` cutoff (case-insensitive).
+
+    Example:
+        >>> from recstudio.eval import higher_is_better
+        >>> higher_is_better("ndcg@10"), higher_is_better("rmse")
+        (True, False)
+    """
+    name = metric.split("@")[0]
+    if name not in METRICS:
+        return True
+    return bool(METRICS.info[METRICS.canonical(name)].get("higher_is_better", True))
+
+
 # ---- exact top-k ---------------------------------------------------------------------------------
 def sort_by_score_then_id(values: torch.Tensor, ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Rows of ``(values, ids)`` reordered by value descending, then id ascending (two stable sorts)."""

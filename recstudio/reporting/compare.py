@@ -172,21 +172,9 @@ def _labels(runs: List[Dict[str, object]]) -> List[str]:
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` (e.g. ``ndcg@10``, ``rmse``) is better, from the metric
-    registry (:data:`recstudio.eval.METRICS`); names it does not know count as higher-is-better.
-
-    Args:
-        metric: a metric name, with or without an ``@k`` cutoff.
-
-    Example:
-        >>> higher_is_better("ndcg@10"), higher_is_better("rmse")
-        (True, False)
-    """
-    from recstudio.eval import METRICS
-    name = metric.split("@")[0]
-    if name in METRICS:
-        return bool(METRICS.info[METRICS.canonical(name)].get("higher_is_better", True))
-    return True
+    """:func:`recstudio.eval.higher_is_better`, imported when first needed (it loads torch)."""
+    from recstudio.eval import higher_is_better as registered
+    return registered(metric)
 
 
 def best_labels(table: pd.DataFrame) -> Dict[str, List[str]]:

@@ -6,7 +6,6 @@ import json
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,15 +22,10 @@ from recstudio.model.base.distributed import ShardedDataModule
 from recstudio.model.base.meta import DataMeta
 from recstudio.model.registry import get_model
 from recstudio.utils.errors import ConfigError
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_KEYS = dict(metrics=["recall", "ndcg", "mrr", "item_coverage"], cutoffs=[5, 10])
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

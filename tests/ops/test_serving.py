@@ -1,6 +1,5 @@
 """The HTTP server: every endpoint over real HTTP (uvicorn on 127.0.0.1, httpx), every bad request
 is a 4xx with a message, concurrent requests are answered correctly, and the `recstudio serve` CLI."""
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ from recstudio.model.base.meta import DataMeta  # noqa: E402
 from recstudio.model.registry import get_model  # noqa: E402
 from recstudio.serving import create_app  # noqa: E402
 from recstudio.utils.errors import ConfigError  # noqa: E402
+from loopback import free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,12 +177,6 @@ def test_missing_fastapi_names_the_extra(trained, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)
     with pytest.raises(ConfigError, match=r'pip install -e "\.\[serving\]"'):
         create_app(trained[0])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_cli_serves_a_run_directory(trained):

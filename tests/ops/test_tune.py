@@ -25,17 +25,12 @@ from recstudio.tune import (SEARCH_SPACE_DIR, check_search_space, load_search_sp
                             search_space_path)
 from recstudio.tune.experiment import prepare, trial_model
 from recstudio.utils.errors import ConfigError
+from loopback import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 NNI_VARS = ("NNI_PLATFORM", "NNI_EXP_ID", "NNI_TRIAL_JOB_ID", "NNI_SYS_DIR", "NNI_OUTPUT_DIR",
             "NNI_TRIAL_COMMAND_CHANNEL", "NNI_TRIAL_SEQ_ID")
 FINAL_STATES = {"SUCCEEDED", "FAILED", "USER_CANCELED", "SYS_CANCELED", "EARLY_STOPPED"}
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int) -> bool:

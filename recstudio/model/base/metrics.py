@@ -90,13 +90,11 @@ class SampledRankingAccumulator(RankingAccumulator):
         self.evaluator.update(batch, score_items_fn, num_items)
 
 
-#: metrics where lower is better (early stopping and checkpoints minimise them)
-LOWER_IS_BETTER = ("rmse", "mae", "logloss")
-
-
 def monitor_mode(metric: str) -> str:
-    """``'min'`` for error metrics (rmse, mae, logloss), ``'max'`` otherwise."""
-    return "min" if metric.split("@")[0] in LOWER_IS_BETTER else "max"
+    """``'min'`` for metrics registered as lower-is-better (rmse, mae, logloss), ``'max'`` otherwise;
+    early stopping and the best checkpoint follow it."""
+    from recstudio.eval import higher_is_better
+    return "max" if higher_is_better(metric) else "min"
 
 
 class RatingAccumulator:

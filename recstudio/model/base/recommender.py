@@ -283,6 +283,7 @@ class Recommender(InferenceMixin, pl.LightningModule):
         if self.fit_mode == "alternating":
             with torch.no_grad():
                 loss = self.alternating_step(batch)
+            self._count_solver_step()
             if loss is not None:
                 self._loss_sum += float(loss)
                 self._loss_count += 1
@@ -295,6 +296,17 @@ class Recommender(InferenceMixin, pl.LightningModule):
             self.log("train/loss", loss.detach(), on_step=False, on_epoch=True, prog_bar=True,
                      batch_size=self._batch_size(batch), sync_dist=True)
         return loss
+
+    def _count_solver_step(self) -> None:
+        """Count an alternating batch as a step of Lightning's manual optimisation: ``global_step``
+        counts optimizer steps, so without this it stays 0 for models without an optimizer and
+        ``ModelCheckpoint`` (which skips a save when the step has not moved) never writes their
+        checkpoints. The count is part of the loops' state, so it resumes too."""
+        if self._trainer is None:
+            return
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        progress.increment_ready()
+        progress.increment_completed()
 
     @property
     def epoch_train_loss(self) -> Optional[float]:

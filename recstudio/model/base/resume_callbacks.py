@@ -2,8 +2,6 @@
 
 - :class:`ResumeState` saves the random state in every checkpoint and, when a run resumes,
   restores it, gives the loaders their epoch and applies the run's current early-stopping patience.
-- :class:`CountSolverSteps` gives models without an optimizer (WRMF) a step count, so their
-  checkpoints are written.
 - :class:`FlushLogsOnCheckpoint` and :class:`ResumedCSVLogger` keep ``logs/metrics.csv`` complete
   across a kill and a resume.
 """
@@ -84,27 +82,6 @@ class ResumeState(Callback):
             iter(fetcher)  # what Lightning does at the start of every epoch it does not resume into
 
 
-class CountSolverSteps(Callback):
-    """Counts each training batch of a model without an optimizer (``fit_mode 'alternating'``,
-    e.g. WRMF) as a step of Lightning's manual optimisation.
-
-    Lightning's ``global_step`` counts optimizer steps, so without this it stays 0 for such models
-    and ``ModelCheckpoint`` (which skips a save when the step has not moved) never writes
-    ``best.ckpt`` / ``last.ckpt``. The count is part of the loops' state, so it resumes too.
-
-    Example:
-        >>> trainer = pl.Trainer(callbacks=[CountSolverSteps()])   # doctest: +SKIP
-    """
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        if getattr(pl_module, "fit_mode", None) != "alternating":
-            return
-        progress = trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        progress.increment_ready()
-        progress.increment_completed()
-
-
 # ---- the metrics CSV of a resumed run -----------------------------------------------------
 class _KeptRowsWriter(ExperimentWriter):
     """Lightning's CSV writer that keeps the rows of a resumed run's epochs up to its checkpoint
@@ -178,4 +155,4 @@ class FlushLogsOnCheckpoint(Callback):
         self._flush(trainer)
 
 
-__all__ = ["ResumeState", "CountSolverSteps", "FlushLogsOnCheckpoint", "ResumedCSVLogger"]
+__all__ = ["ResumeState", "FlushLogsOnCheckpoint", "ResumedCSVLogger"]

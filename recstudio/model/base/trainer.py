@@ -17,7 +17,7 @@ from recstudio.model.base.config import portable_config
 from recstudio.model.base.distributed import (RunFolder, ShardedDataModule, check_distributed_support,
                                               epoch_mean_loss, ignore_reduced_metric_warnings, phase_results)
 from recstudio.model.base.checkpoint import AtomicCheckpointIO, ResumePlan
-from recstudio.model.base.resume_callbacks import (CountSolverSteps, FlushLogsOnCheckpoint, ResumedCSVLogger,
+from recstudio.model.base.resume_callbacks import (FlushLogsOnCheckpoint, ResumedCSVLogger,
                                                    ResumeState)
 from recstudio.model.base.meta import DataMeta
 from recstudio.reporting.epochs import EpochClock
@@ -76,7 +76,7 @@ def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Call
     quiet_lightning(cfg["mode"] == "detail" and not cfg["quiet"])
     ignore_reduced_metric_warnings()
     callbacks = [EpochPrinter(), EpochClock(), ResumeState(cfg["early_stop_patience"]), FlushLogsOnCheckpoint(),
-                 CountSolverSteps(), *callbacks]
+                 *callbacks]
     if cfg["mode"] == "tune":  # an NNI trial: report validation / test metrics to the tuner
         from recstudio.tune.trial import TrialReporter
         callbacks.append(TrialReporter(cfg["early_stop_metric"]))
