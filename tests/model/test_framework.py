@@ -52,7 +52,7 @@ def test_unknown_or_mistyped_keys_fail_before_training():
     with pytest.raises(ConfigError, match="'learning_rate' expects"):
         get_model("BPR")(learning_rate="fast")
     with pytest.raises(ConfigError, match="must be one of"):
-        get_model("BPR")(optimizer="adamw")
+        get_model("BPR")(optimizer="adamx")
 
 
 def run_cli(*args, timeout=120):

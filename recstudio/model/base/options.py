@@ -1,6 +1,7 @@
 """Training and evaluation options shared by every model (the ``train`` config layer)."""
 from typing import Dict
 
+from recstudio.model.optim import OPTIMIZERS, SCHEDULERS
 from recstudio.utils.options import NUMBER, Option
 
 #: every training / evaluation key; a model's YAML may override their defaults
@@ -9,10 +10,12 @@ TRAIN_OPTIONS: Dict[str, Option] = {
     "batch_size": Option(2048, (int,), "training examples per batch"),
     "eval_batch_size": Option(256, (int,), "users per evaluation batch"),
     "learning_rate": Option(1e-3, NUMBER, "optimizer learning rate"),
-    "optimizer": Option("adam", (str,), "optimizer", choices=("adam", "sgd", "adagrad", "rmsprop", "sparse_adam")),
+    "optimizer": Option("adam", (str,), "optimizer (a name from recstudio.model.optim.OPTIMIZERS)",
+                        choices=tuple(OPTIMIZERS.names())),
+    "adam_betas": Option([0.9, 0.999], (list, tuple), "(beta1, beta2) of the adam / adamw / sparse_adam optimizers"),
     "weight_decay": Option(0.0, NUMBER, "L2 penalty added by the optimizer (not used by sparse_adam)"),
     "scheduler": Option(None, (str,), "learning-rate scheduler: step, exponential, cosine, plateau (null: none)",
-                        choices=("step", "exponential", "cosine", "plateau"), nullable=True),
+                        choices=tuple(SCHEDULERS.names()), nullable=True),
     "scheduler_step_size": Option(10, (int,), "epochs between decays of the 'step' scheduler"),
     "scheduler_gamma": Option(0.5, NUMBER, "decay factor of the step / exponential / plateau schedulers"),
     "gradient_clip": Option(None, NUMBER, "clip the gradient norm to this value (null: no clipping)",
@@ -37,6 +40,8 @@ TRAIN_OPTIONS: Dict[str, Option] = {
     "num_nodes": Option(1, (int,), "machines of a multi-node run (torchrun / SLURM), each running `devices` processes"),
     "precision": Option("32-true", (str, int), "Lightning precision, e.g. 16-mixed, bf16-mixed"),
     "num_workers": Option(0, (int,), "data-loader worker processes"),
+    "content_field": Option(None, (str,), "float_seq item field holding item content vectors, for models that "
+                            "need item content (null: the only float_seq item field)", nullable=True),
     "run_dir": Option("runs", (str,), "folder for checkpoints, logs and configs of runs"),
     "mode": Option("light", (str,), "'light': epoch summaries; 'detail': also statistics and progress bars; "
                    "'tune': an NNI trial (parameters from the tuner, metrics reported to NNI, quiet; "

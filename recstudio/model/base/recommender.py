@@ -18,7 +18,7 @@ from recstudio.data.types import DATASET_TYPES
 from recstudio.data.types.evaluation import EvalDataset
 from recstudio.model.base.config import data_config, portable_config, resolve_config
 from recstudio.model.base.inference import InferenceMixin
-from recstudio.model.base.meta import DataMeta
+from recstudio.model.base.context import FeatureStore, ModelContext, check_needs
 from recstudio.model.base.metrics import (RankingAccumulator, RatingAccumulator, SampledRankingAccumulator,
                                           monitor_mode)
 from recstudio.utils.errors import ConfigError, DataError
@@ -61,6 +61,9 @@ class Recommender(InferenceMixin, pl.LightningModule):
     fit_mode = "gradient"
     #: whether top-k can come from an ANN index over item vectors (item-tower models)
     supports_ann = False
+    #: what the model needs from the data beyond ids and histories (see
+    #: :mod:`recstudio.model.base.context`): train_graph, user_features, item_features, kg, social, item_content
+    needs: frozenset = frozenset()
     #: meaning of each key of the model YAML's ``model`` section
     option_help: Dict[str, str] = {}
     model_name = "Recommender"
@@ -72,7 +75,7 @@ class Recommender(InferenceMixin, pl.LightningModule):
         super().__init__()
         self.config = resolve_config(type(self), dataset_config, None, {**(config or {}), **overrides})
         self._check_metrics()
-        self.meta: Optional[DataMeta] = None
+        self.meta: Optional[ModelContext] = None
         self.eval_phase_results: Dict[str, Dict[str, float]] = {}
         self._accumulator = None
         self.automatic_optimization = self.fit_mode == "gradient"
@@ -135,9 +138,24 @@ class Recommender(InferenceMixin, pl.LightningModule):
         """Create the model's modules from ``self.meta`` and ``self.config``."""
 
     # ---- building --------------------------------------------------------------------------
-    def build(self, meta: DataMeta) -> "Recommender":
+    def context_from(self, split: DataSplit) -> ModelContext:
+        """The :class:`ModelContext` of ``split`` holding what this model declares in ``needs``."""
+        return ModelContext.from_split(split, check_needs(self.needs, type(self).__name__),
+                                       content_field=self.cfg("content_field"))
+
+    @property
+    def context(self) -> Optional[ModelContext]:
+        """What the model sees of its data (``self.meta`` is the same object)."""
+        return self.meta
+
+    def build(self, meta: ModelContext) -> "Recommender":
         """Create every block for data described by ``meta`` (called by :meth:`fit` and ``load``)."""
         self.meta = meta
+        missing = sorted(set(self.needs) - set(meta.needs))
+        if missing:
+            raise ConfigError(f"{self.model_name} needs {missing} from the data, which this context was built "
+                              "without; build it with model.context_from(split).")
+        self._register_data_buffers(meta)
         if self.config["ann"] is not None and not self.supports_ann:
             raise ConfigError(f"ann={self.config['ann']!r} needs item vectors, which {self.model_name} (a "
                               f"{self.base_name} model) does not have; remove ann to rank exactly.")
@@ -145,6 +163,20 @@ class Recommender(InferenceMixin, pl.LightningModule):
         self.sampler = self._get_sampler()
         self.build_blocks()
         return self
+
+    def _register_data_buffers(self, meta: ModelContext) -> None:
+        """Feature and content tensors the model declared, as buffers that move with it: ``user_feats``,
+        ``item_feats`` (:class:`FeatureStore`: ``self.item_feats(ids)`` gathers every field) and
+        ``item_content`` (``[num_items, d]``)."""
+        if "user_features" in self.needs:
+            self.user_feats = FeatureStore(meta.user_fields, meta.user_features)
+        if "item_features" in self.needs:
+            self.item_feats = FeatureStore(meta.item_fields, meta.item_features)
+        if "item_content" in self.needs:
+            if meta.item_content is None:
+                raise ConfigError(f"{self.model_name} needs item content: set content_field to a float_seq item "
+                                  "field, or give the context an item_content tensor [num_items, d].")
+            self.register_buffer("item_content", meta.item_content, persistent=False)
 
     def prepare_data_split(self, data) -> DataSplit:
         """A split from a dataset name, a :class:`RecDataset` or a :class:`DataSplit`."""
@@ -169,44 +201,18 @@ class Recommender(InferenceMixin, pl.LightningModule):
 
     # ---- optimisation ----------------------------------------------------------------------
     def configure_optimizers(self):
-        cfg = self.config
+        """The ``optimizer`` and ``scheduler`` keys, built from their registries (:mod:`recstudio.model.optim`)."""
+        from recstudio.model.optim import configure
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             return None
-        lr, wd = cfg["learning_rate"], cfg["weight_decay"]
-        name = cfg["optimizer"]
-        if name == "adam":
-            opt = _fused_adam(params, lr, wd)
-        elif name == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, weight_decay=wd)
-        elif name == "adagrad":
-            opt = torch.optim.Adagrad(params, lr=lr, weight_decay=wd)
-        elif name == "rmsprop":
-            opt = torch.optim.RMSprop(params, lr=lr, weight_decay=wd)
-        else:  # sparse_adam: every trainable parameter must be a sparse embedding table
-            if wd:
-                raise ConfigError("sparse_adam has no weight decay; set weight_decay=0 or use adam.")
+        if self.config["optimizer"] == "sparse_adam":
             sparse = {id(m.weight) for m in self.modules() if isinstance(m, torch.nn.Embedding) and m.sparse}
             dense = [n for n, p in self.named_parameters() if p.requires_grad and id(p) not in sparse]
             if dense:
                 raise ConfigError(f"sparse_adam updates only sparse embedding tables, but {type(self).__name__} "
                                   f"also has dense parameters {dense[:4]}; use optimizer adam.")
-            opt = torch.optim.SparseAdam(params, lr=lr)
-        sched = cfg["scheduler"]
-        if sched is None:
-            return opt
-        if sched == "step":
-            s = torch.optim.lr_scheduler.StepLR(opt, cfg["scheduler_step_size"], cfg["scheduler_gamma"])
-        elif sched == "exponential":
-            s = torch.optim.lr_scheduler.ExponentialLR(opt, cfg["scheduler_gamma"])
-        elif sched == "cosine":
-            s = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg["epochs"], 1))
-        else:
-            s = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=cfg["scheduler_gamma"],
-                                                           patience=2)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "monitor": self.monitor,
-                                                       "interval": "epoch", "strict": False}}
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": s, "interval": "epoch"}}
+        return configure(params, self.config, self.monitor)
 
     @property
     def sparse_embeddings(self) -> bool:
@@ -442,15 +448,6 @@ class Recommender(InferenceMixin, pl.LightningModule):
         return path
 
 
-def _fused_adam(params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """Adam with the fused kernel (about 1.7x faster steps on CPU) where torch supports it for these
-    parameters (dense gradients, floating point); the standard implementation otherwise."""
-    try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-
-
 def load_model(path: Union[str, Path]) -> Recommender:
     """Rebuild a model from a file written by :meth:`Recommender.save`, a Lightning checkpoint
     of a RecStudio run, or a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``): its
@@ -470,11 +467,19 @@ def load_model(path: Union[str, Path]) -> Recommender:
     ckpt = read_checkpoint(find_checkpoint(path, prefer=("best.ckpt", "last.ckpt")))
     info = ckpt["recstudio"]
     cls = get_model(info["model"])
-    model = cls.__new__(cls)
-    Recommender.__init__(model)  # defaults first, then the saved config verbatim
-    model.config = dict(info["config"])
-    model.automatic_optimization = model.fit_mode == "gradient"
-    model.build(DataMeta.from_state(info["meta"]))
+    model = cls(config=_loadable_config(cls, info["config"]))  # the subclass's own construction
+    model.build(ModelContext.from_state(info["meta"]))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model
+
+
+def _loadable_config(cls, saved: Mapping[str, Any]) -> Dict[str, Any]:
+    """The saved config minus keys this version no longer has (a checkpoint of an older release must
+    still load); every kept value is validated again by the constructor."""
+    from recstudio.model.base.config import all_options
+    known = all_options(cls)
+    dropped = sorted(k for k in saved if k not in known)
+    if dropped:
+        log.warning("ignoring config keys %s of the checkpoint, unknown to this version of %s", dropped, cls.__name__)
+    return {k: v for k, v in saved.items() if k in known}

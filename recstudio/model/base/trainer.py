@@ -19,7 +19,6 @@ from recstudio.model.base.distributed import (RunFolder, ShardedDataModule, chec
 from recstudio.model.base.checkpoint import AtomicCheckpointIO, ResumePlan
 from recstudio.model.base.resume_callbacks import (FlushLogsOnCheckpoint, ResumedCSVLogger,
                                                    ResumeState)
-from recstudio.model.base.meta import DataMeta
 from recstudio.reporting.epochs import EpochClock
 from recstudio.utils.errors import ConfigError
 from recstudio.utils.io import atomic_path
@@ -135,7 +134,7 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     folder = RunFolder(_run_dir(model, split, run_dir),
                        {"model": model.model_name, "dataset": split.dataset.name, **portable_config(cfg)})
-    model.build(DataMeta.from_split(split))
+    model.build(model.context_from(split))
     data = ShardedDataModule.for_split(model, split)  # loaders built per process, once the rank is known
     has_valid = len(split.valid) > 0
     model.eval_phase_results.pop("test", None)

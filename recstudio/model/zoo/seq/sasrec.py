@@ -116,7 +116,6 @@ class SASRec(ItemTowerRecommender):
         "max_seq_len": "longest input sequence (the latest items are kept; paper: 200 for ML-1M, 50 for sparse data)",
         "norm_first": "paper's block layout x + Dropout(g(LayerNorm(x))) with a final LayerNorm (true), or "
                       "LayerNorm on the embeddings and post-norm blocks (false, RecBole-style)",
-        "adam_betas": "Adam's (beta1, beta2) (paper: 0.9, 0.98)",
     }
 
     # ---- hooks -----------------------------------------------------------------------------
@@ -147,17 +146,6 @@ class SASRec(ItemTowerRecommender):
                               "Use softmax, bce, sampled_softmax or bpr.")
         if self.loss_fn.needs_negatives and self.sampler is None:
             raise ConfigError(f"loss {self.cfg('loss')!r} needs negatives: set sampler (e.g. masked_uniform).")
-        betas = self.cfg("adam_betas")
-        if len(betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in betas):
-            raise ConfigError(f"adam_betas must be two numbers in [0, 1), got {betas}.")
-
-    def configure_optimizers(self):
-        out = super().configure_optimizers()
-        opt = out["optimizer"] if isinstance(out, dict) else out
-        if isinstance(opt, torch.optim.Adam):
-            for group in opt.param_groups:
-                group["betas"] = tuple(float(b) for b in self.cfg("adam_betas"))
-        return out
 
     # ---- training --------------------------------------------------------------------------
     def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
