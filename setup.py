@@ -15,7 +15,7 @@ setup(
     packages=find_packages(include=["recstudio", "recstudio.*"]),
     # the bundled MovieLens-100K files (datasets/) stay out of wheels and sdists: installed
     # packages download them from GroupLens, whose terms forbid redistribution
-    package_data={"recstudio.data": ["registry/*.yaml"], "recstudio.tune": ["search_spaces/*.yaml"],
+    package_data={"recstudio.data": ["registry/*.yaml"],
                   "recstudio.model.zoo": ["*/*.yaml"]},
     install_requires=[
         "torch>=2.1",
@@ -37,7 +37,7 @@ setup(
         # uvicorn[standard] brings httptools and uvloop: ~15% less server CPU per request than h11
         "serving": ["fastapi>=0.100", "uvicorn[standard]>=0.23"],
         "dev": ["pytest>=7", "faiss-cpu>=1.7.4", "nni>=3.0", "setuptools>=77.0.3,<81", "fastapi>=0.100",
-                "uvicorn>=0.23", "httpx>=0.24"],
+                "uvicorn>=0.23", "httpx>=0.24", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["recstudio=recstudio.__main__:main"]},
     classifiers=[

@@ -35,7 +35,8 @@ def register_model(name: str, category: str, paper: str, aliases=(), **info):
 
 
 def _ensure_zoo() -> None:
-    import recstudio.model.zoo  # noqa: F401  (importing registers every model)
+    from recstudio.model.zoo import discover
+    discover()
 
 
 def get_model(name: str):
@@ -55,15 +56,38 @@ def list_models() -> List[Dict[str, Any]]:
     return out
 
 
+#: sections a model's YAML may hold
+YAML_SECTIONS = ("model", "train", "data", "search_space", "conformance", "results")
+
+
 def model_yaml(cls) -> Dict[str, Any]:
-    """The defaults YAML beside a model's file (``<module>.yaml``): ``{'model': {...}, 'train': {...},
-    'data': {...}}``; missing sections are empty."""
+    """The YAML beside a model's file (``<module>.yaml``), one dict per section (missing ones empty):
+
+    - ``model``: the model's own keys and defaults; ``train`` / ``data``: defaults of training / data keys;
+    - ``search_space``: its NNI search space (``train.learning_rate: {_type: loguniform, _value: [...]}``);
+    - ``conformance``: ``config`` (tiny settings for the conformance suite) and ``skip`` (checks it cannot
+      pass, each explained in the model's docstring);
+    - ``results``: its measured test metrics and protocol, for the generated ``docs/models.md``.
+    """
     import inspect
     path = Path(inspect.getfile(cls)).with_suffix(".yaml")
     if not path.is_file():
         raise ConfigError(f"model {cls.__name__} has no defaults file {path}.")
-    doc = yaml.safe_load(path.read_text()) or {}
-    bad = [k for k in doc if k not in ("model", "train", "data")]
+    return _read_yaml(str(path))
+
+
+def _read_yaml(path: str) -> Dict[str, Any]:
+    doc = yaml.safe_load(Path(path).read_text()) or {}
+    bad = [k for k in doc if k not in YAML_SECTIONS]
     if bad:
-        raise ConfigError(f"{path}: unknown sections {bad}; use model, train and data.")
-    return {s: dict(doc.get(s) or {}) for s in ("model", "train", "data")}
+        raise ConfigError(f"{path}: unknown sections {bad}; use {', '.join(YAML_SECTIONS)}.")
+    return {s: dict(doc.get(s) or {}) for s in YAML_SECTIONS}
+
+
+def conformance_settings(cls) -> Dict[str, Any]:
+    """``{'config': {...}, 'skip': set()}`` for the conformance suite: the YAML's ``conformance`` section
+    merged with the registry entry's ``conformance`` info."""
+    doc = model_yaml(cls)["conformance"]
+    info = MODELS.info.get(cls.model_name, {}).get("conformance", {})
+    return {"config": {**doc.get("config", {}), **info.get("config", {})},
+            "skip": set(doc.get("skip", ())) | set(info.get("skip", ()))}

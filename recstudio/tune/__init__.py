@@ -5,9 +5,9 @@
 - :mod:`recstudio.tune.experiment`: checks and prepares an experiment config for ``tune.sh``.
 - ``recstudio/tune/search_spaces/<model>.yaml``: a search space for every registered model.
 """
-from recstudio.tune.params import (SEARCH_SPACE_DIR, check_search_space, flat_key, load_search_space,
-                                   map_parameters, search_space_path)
+from recstudio.tune.params import (check_search_space, flat_key, load_search_space,
+                                   map_parameters, model_search_space)
 from recstudio.tune.trial import TrialReporter, in_nni_trial, require_trial, trial_overrides
 
-__all__ = ["SEARCH_SPACE_DIR", "check_search_space", "flat_key", "load_search_space", "map_parameters",
-           "search_space_path", "TrialReporter", "in_nni_trial", "require_trial", "trial_overrides"]
+__all__ = ["check_search_space", "flat_key", "load_search_space", "map_parameters",
+           "model_search_space", "TrialReporter", "in_nni_trial", "require_trial", "trial_overrides"]

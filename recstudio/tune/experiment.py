@@ -90,8 +90,8 @@ def check_experiment(doc: Dict[str, Any], base_dir: Path, where: str) -> None:
     elif isinstance(doc.get("searchSpace"), dict):
         check_search_space(cls, doc["searchSpace"], where=f"the searchSpace of {where}")
     else:
-        raise ConfigError(f"{where} has neither searchSpaceFile nor searchSpace; point searchSpaceFile at "
-                          f"recstudio/tune/search_spaces/{cls.model_name.lower()}.yaml.")
+        raise ConfigError(f"{where} has neither searchSpaceFile nor searchSpace; give one, or let prepare() "
+                          f"take {cls.model_name}'s own (the search_space section of its YAML).")
     args = (doc.get("tuner") or {}).get("classArgs") or {}
     wanted = metric_direction(cls, command)
     if "optimize_mode" in args and args["optimize_mode"] != wanted:
@@ -110,7 +110,7 @@ def retarget(doc: Dict[str, Any], base_dir: Path, model: str) -> Dict[str, Any]:
         'python run.py --mode tune -m SASRec -d ml-100k'
     """
     from recstudio.model.registry import get_model
-    from recstudio.tune.params import search_space_path
+    from recstudio.tune.params import model_search_space
     cls = get_model(model)
     old = trial_model(doc["trialCommand"])
     words = shlex.split(doc["trialCommand"])
@@ -123,8 +123,8 @@ def retarget(doc: Dict[str, Any], base_dir: Path, model: str) -> Dict[str, Any]:
         words += ["-m", cls.model_name]
     out = dict(doc)
     out["trialCommand"] = shlex.join(words)
-    out.pop("searchSpace", None)
-    out["searchSpaceFile"] = str(search_space_path(cls.model_name))
+    out.pop("searchSpaceFile", None)
+    out["searchSpace"] = model_search_space(cls.model_name)
     for key, default in (("trialCodeDirectory", "."), ("experimentWorkingDirectory", None)):
         value = out.get(key, default)
         if value is not None:

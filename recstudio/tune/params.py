@@ -15,7 +15,6 @@ from recstudio.utils.errors import ConfigError
 from recstudio.utils.suggest import did_you_mean
 
 #: folder of the bundled search spaces, one ``<model name in lower case>.yaml`` per registered model
-SEARCH_SPACE_DIR = Path(__file__).resolve().parent / "search_spaces"
 
 #: keys a trial sets itself: a search space may not tune them
 RESERVED_KEYS = ("mode", "quiet")
@@ -111,23 +110,23 @@ def _plain(value: Any) -> Any:
     return item() if callable(item) and getattr(value, "ndim", None) == 0 else value
 
 
-def search_space_path(model: str) -> Path:
-    """The bundled search-space file of a registered model (case-insensitive name).
+def model_search_space(model: str) -> Dict[str, Dict[str, Any]]:
+    """The search space in a registered model's YAML (its ``search_space`` section; case-insensitive name).
 
     Raises:
-        ConfigError: an unknown model, or a model without a bundled search space.
+        ConfigError: an unknown model, or a model whose YAML has no search space.
 
     Example:
-        >>> search_space_path("bpr").name
-        'bpr.yaml'
+        >>> sorted(model_search_space("bpr"))[0]
+        'model.embed_dim'
     """
-    from recstudio.model.registry import get_model
+    from recstudio.model.registry import get_model, model_yaml
     cls = get_model(model)
-    path = SEARCH_SPACE_DIR / f"{cls.model_name.lower()}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{cls.model_name} has no search space ({path} is missing); write one like "
-                          f"{SEARCH_SPACE_DIR / 'bpr.yaml'}.")
-    return path
+    space = model_yaml(cls)["search_space"]
+    if not space:
+        raise ConfigError(f"{cls.model_name} has no search space; add a search_space section to its YAML "
+                          "(like the one in recstudio/model/zoo/general/bpr.yaml).")
+    return _check_entries(space, f"the search_space of {cls.model_name}")
 
 
 def load_search_space(path) -> Dict[str, Dict[str, Any]]:
@@ -143,9 +142,13 @@ def load_search_space(path) -> Dict[str, Dict[str, Any]]:
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"search space {path} must be a non-empty mapping of parameter -> "
                           "{_type: ..., _value: [...]}.")
+    return _check_entries(space, f"search space {path}")
+
+
+def _check_entries(space, where: str):
     for name, spec in space.items():
         if not isinstance(spec, dict) or "_type" not in spec or "_value" not in spec:
-            raise ConfigError(f"search space {path}: parameter {name!r} needs _type and _value "
+            raise ConfigError(f"{where}: parameter {name!r} needs _type and _value "
                               "(see https://nni.readthedocs.io/en/stable/hpo/search_space.html).")
     return space
 
@@ -159,7 +162,7 @@ def check_search_space(cls, space: Mapping[str, Mapping[str, Any]], where: str =
 
     Example:
         >>> from recstudio.model.registry import get_model
-        >>> check_search_space(get_model("EASE"), load_search_space(search_space_path("EASE")))
+        >>> check_search_space(get_model("EASE"), model_search_space("EASE"))
     """
     from recstudio.model.base.config import all_options
     options = all_options(cls)

@@ -16,7 +16,7 @@ import torch
 import recstudio
 from recstudio.data import from_dataframe
 from recstudio.model.base.config import model_options
-from recstudio.model.registry import MODELS, get_model, list_models
+from recstudio.model.registry import conformance_settings, get_model, list_models
 
 MODEL_NAMES = [m["name"] for m in list_models()]
 #: small sizes for keys a model may have
@@ -39,12 +39,12 @@ def tiny_split():
 def tiny_config(cls):
     options = model_options(cls)
     cfg = {k: v for k, v in TINY.items() if k in options}
-    cfg.update(MODELS.info[cls.model_name].get("conformance", {}).get("config", {}))
+    cfg.update(conformance_settings(cls)["config"])
     return {"epochs": 2, "batch_size": 32, "eval_batch_size": 8, "quiet": True, "early_stop_patience": 2, **cfg}
 
 
 def skips(name):
-    return set(MODELS.info[name].get("conformance", {}).get("skip", ()))
+    return conformance_settings(get_model(name))["skip"]
 
 
 @pytest.fixture(scope="module")

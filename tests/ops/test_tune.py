@@ -21,8 +21,7 @@ import yaml
 
 import recstudio
 from recstudio.model.registry import get_model, list_models
-from recstudio.tune import (SEARCH_SPACE_DIR, check_search_space, load_search_space, map_parameters,
-                            search_space_path)
+from recstudio.tune import check_search_space, load_search_space, map_parameters, model_search_space
 from recstudio.tune.experiment import prepare, trial_model
 from recstudio.utils.errors import ConfigError
 from loopback import free_port
@@ -58,10 +57,8 @@ def tiny_split(make_split):
 # ---- search spaces and parameter mapping -----------------------------------------------------
 @pytest.mark.parametrize("name", [m["name"] for m in list_models()])
 def test_every_registered_model_has_a_search_space_of_its_own_keys(name):
-    path = search_space_path(name)
-    assert path.parent == SEARCH_SPACE_DIR
-    space = load_search_space(path)
-    check_search_space(get_model(name), space, where=str(path))  # every key a config key, every choice valid
+    space = model_search_space(name)
+    check_search_space(get_model(name), space, where=name)  # every key a config key, every choice valid
     assert any(k.split(".")[-1] in ("learning_rate", "reg_weight") for k in space)
 
 
@@ -103,7 +100,7 @@ def test_bad_search_spaces_are_clear_errors(space, message):
 def test_config_yaml_tunes_bpr_with_its_search_space():
     doc = yaml.safe_load((ROOT / "config.yaml").read_text())
     assert trial_model(doc["trialCommand"]) == "BPR" and "--mode tune" in doc["trialCommand"]
-    assert (ROOT / doc["searchSpaceFile"]).resolve() == search_space_path("BPR")
+    assert doc["searchSpace"] == model_search_space("BPR")
     assert doc["trainingService"]["platform"] == "local" and doc["tuner"]["classArgs"]["optimize_mode"] == "maximize"
     assert prepare(ROOT / "config.yaml") == ROOT / "config.yaml"  # passes its own checks
 
@@ -112,14 +109,13 @@ def test_prepare_retargets_the_config_to_another_model(tmp_path):
     out = prepare(ROOT / "config.yaml", "mf", tmp_path / "mf.yaml")
     doc = yaml.safe_load(out.read_text())
     assert trial_model(doc["trialCommand"]) == "MF" and "--mode tune" in doc["trialCommand"]
-    assert doc["searchSpaceFile"] == str(search_space_path("MF"))
+    assert doc["searchSpace"] == model_search_space("MF") and "searchSpaceFile" not in doc
     assert doc["tuner"]["classArgs"]["optimize_mode"] == "minimize"  # MF early-stops on rmse
     assert doc["trialCodeDirectory"] == str(ROOT) and doc["experimentName"] == "recstudio-MF-ml-100k"
 
 
 def test_prepare_refuses_configs_that_would_waste_an_experiment(tmp_path):
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
-    base["searchSpaceFile"] = str(search_space_path("BPR"))
 
     def write(**changes):
         path = tmp_path / "c.yaml"
@@ -256,7 +252,7 @@ def test_a_real_two_trial_experiment_on_ml100k(tmp_path, no_nni_env):
     env = clean_env(HOME=str(home), PATH=f"{bin_dir}:{os.environ['PATH']}")  # ~/nni-experiments/.experiment too
     config = tmp_path / "experiment.yaml"
     config.write_text(yaml.safe_dump({
-        "experimentName": "recstudio-test", "searchSpaceFile": str(search_space_path("BPR")),
+        "experimentName": "recstudio-test", "searchSpace": model_search_space("BPR"),
         "trialCommand": f"{shlex.quote(sys.executable)} run.py --mode tune -m BPR -d ml-100k --epochs 1",
         "trialCodeDirectory": str(ROOT), "trialConcurrency": 2, "maxTrialNumber": 2,
         "maxExperimentDuration": "10m", "experimentWorkingDirectory": str(tmp_path / "nni"),
