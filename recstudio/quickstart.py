@@ -49,7 +49,7 @@ def run(model: Optional[str] = None, dataset: Any = None, config_file: Optional[
     dataset_config = None
     if isinstance(dataset, str):
         from recstudio.data.registry import get_spec
-        dataset_config = get_spec(dataset).config
+        dataset_config = get_spec(dataset, data_dir=settings.get("data_dir")).config
     if settings.get("mode") == "tune" and plan is None:  # an NNI trial: the tuner's parameters win (docs/tuning.md)
         from recstudio.tune.trial import trial_overrides
         settings = trial_overrides(cls, settings)

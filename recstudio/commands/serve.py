@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from recstudio.utils.errors import ConfigError, DataError, RecStudioError
+from recstudio.utils.cli import choice_type
 
 ANN_CHOICES = ("exact", "flat", "ivf", "hnsw")
 
@@ -30,12 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
-    parser.add_argument("--ann", default=None, choices=ANN_CHOICES,
+    parser.add_argument("--ann", default=None, choices=ANN_CHOICES, type=choice_type(ANN_CHOICES),
                         help="top-k index: exact (torch), flat, ivf, hnsw (default: the checkpoint's ann key)")
     parser.add_argument("--torch-threads", type=int, default=1, metavar="N",
                         help="torch intra-op threads for inference (default 1: a request scores a few users, "
                              "and more threads only contend with the server's own)")
-    parser.add_argument("--log-level", default="warning", choices=("critical", "error", "warning", "info", "debug"),
+    levels = ("critical", "error", "warning", "info", "debug")
+    parser.add_argument("--log-level", default="warning", choices=levels, type=choice_type(levels),
                         help="uvicorn log level (default warning; info logs every request)")
     return parser
 

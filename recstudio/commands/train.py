@@ -22,7 +22,9 @@ def build_parser(model_cls=None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      allow_abbrev=False)
     parser.add_argument("-m", "--model", default=None, help="registered model name (default BPR)")
-    parser.add_argument("-d", "--dataset", default=None, help="registered dataset name (default ml-100k)")
+    parser.add_argument("-d", "--dataset", default=None,
+                        help="registered dataset name (default ml-100k), or a RecBole atomic folder: a name found as "
+                             "<data_dir>/<name>/<name>.inter, or the path of a folder holding <folder name>.inter")
     parser.add_argument("--config", default=None, help="a YAML file of config keys")
     parser.add_argument("--resume", default=None, metavar="RUN",
                         help="continue a run from its last checkpoint: its folder (runs/<model>-<dataset>-<time>) "

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from recstudio.data.fields import FieldType, parse_header
@@ -128,18 +129,43 @@ def read_atomic(
         table = pacsv.read_csv(path, read_options=read_opts, parse_options=parse_opts,
                                convert_options=convert_opts)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        msg = str(e)
-        hint = ""
-        if "conversion error to double" in msg or "to double" in msg:
-            hint = " A 'float' column holds a non-numeric value: fix the value or declare the field as 'token'."
-        elif "Expected" in msg and "columns" in msg:
-            hint = f" A row has a different number of columns than the header ({len(names)}); check field_separator."
-        raise DataError(f"{path}: cannot parse the file: {msg}.{hint}") from e
+        raise DataError(_describe_bad_row(path, names, types, keep, field_separator, encoding)
+                        or f"{path}: cannot parse the file: {' '.join(str(e).split())}") from e
     frame = table.to_pandas()
     for name in keep:
         if types[name].is_seq:
             frame[name] = frame[name].astype(object)
     return AtomicTable(frame=frame, types={n: types[n] for n in keep})
+
+
+def _describe_bad_row(path: Path, names: List[str], types: Dict[str, FieldType], keep: List[str],
+                      field_separator: str, encoding: str) -> Optional[str]:
+    """A one-line message naming the first line of ``path`` that does not parse, or ``None``.
+
+    Only run after pyarrow refused the file, to say where and why: a row with another number
+    of columns than the header (a wrong ``field_separator``), or a non-numeric ``float`` value.
+    """
+    floats = [i for i, n in enumerate(names) if types[n] == FieldType.FLOAT and n in keep]
+    with open(path, "r", encoding=encoding, errors="replace", newline="") as f:
+        f.readline()
+        for number, line in enumerate(f, 2):
+            line = line.rstrip("\r\n")
+            if not line:
+                continue
+            cells = line.split(field_separator)
+            if len(cells) != len(names):
+                return (f"{path}, line {number}: {len(cells)} columns, a different number of columns than the "
+                        f"header's {len(names)} ({_short(line)}); check field_separator (now {field_separator!r}).")
+            for i in floats:
+                value = cells[i].strip()
+                if value == "":
+                    continue
+                try:
+                    float(value)
+                except ValueError:
+                    return (f"{path}, line {number}: field {names[i]!r} is 'float' but holds the non-numeric "
+                            f"value {_short(cells[i])}; fix the value or declare the field as 'token'.")
+    return None
 
 
 def _cell_text(value, seq_separator: str) -> str:
@@ -150,14 +176,73 @@ def _cell_text(value, seq_separator: str) -> str:
     return str(value)
 
 
+def _short(value, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _unencodable(path, row: int, name: str, value, why: str) -> DataError:
+    return DataError(f"cannot write {path}: row {row + 1} (line {row + 2}), field {name!r}: the value "
+                     f"{_short(value)} {why}, which an atomic file cannot hold (it has no quoting); "
+                     "clean the value before writing.")
+
+
+def _text_column(path, name: str, t: FieldType, col: pd.Series, field_separator: str,
+                 seq_separator: str) -> pa.Array:
+    """One non-float column as an arrow string array, refusing values that could not be read back."""
+    if t.is_seq:
+        for row, value in enumerate(col):  # a list element holding the separator would split on reading
+            if isinstance(value, (list, tuple, np.ndarray)):
+                for v in value:
+                    if seq_separator in str(v):
+                        raise _unencodable(path, row, name, str(v),
+                                           f"(an element of a {t.value} list) contains the seq_separator "
+                                           f"{seq_separator!r}")
+        text = pd.Series([_cell_text(v, seq_separator) for v in col], dtype=object)
+    try:
+        if not t.is_seq:
+            text = col.astype(str)
+        text = text.astype(object).where(col.notna().to_numpy(), "")
+        values = text.to_numpy(dtype=object)
+        arr = pa.array(values, type=pa.string())
+    except (UnicodeEncodeError, pa.ArrowException) as e:  # e.g. a lone surrogate from a bad decode
+        for row, value in enumerate(col.to_numpy(dtype=object)):
+            try:
+                _cell_text(value, seq_separator).encode("utf-8")
+            except UnicodeEncodeError:
+                raise _unencodable(path, row, name, value, f"is not valid Unicode ({e})") from e
+        raise DataError(f"cannot write {path}: field {name!r}: {e}") from e
+    bad = pc.match_substring_regex(arr, f"[{_regex_escape(field_separator)}\\n\\r]")
+    if pc.any(bad).as_py():
+        row = pc.index(bad, True).as_py()
+        raise _unencodable(path, row, name, values[row],
+                           f"contains the field separator {field_separator!r} or a line break")
+    return arr
+
+
+def _lines(columns: List[pa.Array], field_separator: str) -> bytes:
+    """The rows of equally long string columns as ``a<sep>b<sep>c\\n`` lines (UTF-8 bytes)."""
+    joined = pc.binary_join_element_wise(*columns, field_separator) if len(columns) > 1 else columns[0]
+    lines = pc.binary_join_element_wise(joined, pa.scalar(""), "\n")
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    _, offsets, data = lines.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int32)[[lines.offset, lines.offset + len(lines)]]
+    return data.to_pybytes()[bounds[0]:bounds[1]] if data is not None else b""
+
+
 def write_atomic(path, table: AtomicTable, field_separator: str = "\t", seq_separator: str = " ") -> Path:
     """Write an :class:`AtomicTable` to ``path`` atomically (temp file + rename).
 
-    Sequence cells may be lists (joined with ``seq_separator``) or strings.
+    Values are written as they are, without quoting, as RecBole's reader (and
+    :func:`read_atomic`) expect: double quotes, commas, ``|``, ``::`` and any Unicode text
+    round-trip unchanged. Sequence cells may be lists (joined with ``seq_separator``) or strings.
 
     Raises:
-        DataError: a column missing from ``types``, or a value that contains the field
-            separator or a newline (it could not be read back).
+        DataError: a column missing from ``types``, or a value that cannot be read back: it
+            contains the field separator or a line break, a list element contains
+            ``seq_separator``, or the text is not valid Unicode. The message names the row
+            (and file line), the field and the value.
 
     Example:
         >>> t = AtomicTable(pd.DataFrame({"user_id": ["a"], "item_id": ["x"]}),
@@ -169,33 +254,27 @@ def write_atomic(path, table: AtomicTable, field_separator: str = "\t", seq_sepa
     missing = [c for c in frame.columns if c not in table.types]
     if missing:
         raise DataError(f"cannot write {path}: columns {missing} have no field type.")
-    out = {}
+    columns = []
     for name in frame.columns:
         t = FieldType(table.types[name])
-        col = frame[name]
         if t == FieldType.FLOAT:
-            out[name] = pa.array(pd.to_numeric(col).to_numpy(dtype=np.float64))
-            continue
-        if t.is_seq:
-            text = pd.Series([_cell_text(v, seq_separator) for v in col], dtype=object)
+            try:
+                numbers = pd.to_numeric(frame[name]).to_numpy(dtype=np.float64)
+            except (ValueError, TypeError) as e:
+                raise DataError(f"cannot write {path}: float field {name!r}: {e}") from e
+            columns.append(pc.cast(pa.array(numbers), pa.string()))
         else:
-            text = col.astype(str) if not isinstance(col.dtype, pd.CategoricalDtype) else col.astype(str)
-        text = text.astype(object).where(col.notna(), "")
-        arr = pa.array(text.to_numpy(dtype=object), type=pa.string())
-        bad = pa.compute.any(pa.compute.match_substring_regex(arr, f"[{_regex_escape(field_separator)}\\n\\r]"))
-        if bad.as_py():
-            raise DataError(
-                f"cannot write {path}: field {name!r} has a value containing the field separator or a newline."
-            )
-        out[name] = arr
-    table_pa = pa.table(out)
+            columns.append(_text_column(path, name, t, frame[name], field_separator, seq_separator))
+    if len(columns) == 1 and len(frame) and pc.any(pc.equal(pc.utf8_length(columns[0]), 0)).as_py():
+        row = pc.index(pc.equal(pc.utf8_length(columns[0]), 0), True).as_py()
+        raise _unencodable(path, row, frame.columns[0], "", "is empty in a one-column table (an empty line, which readers skip)")
     header = field_separator.join(f"{n}:{FieldType(table.types[n]).value}" for n in frame.columns)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write((header + "\n").encode("utf-8"))
-            if len(frame):
-                pacsv.write_csv(table_pa, f, write_options=pacsv.WriteOptions(
-                    include_header=False, delimiter=field_separator, quoting_style="none"))
+            step = 1 << 20
+            for lo in range(0, len(frame), step):
+                f.write(_lines([c.slice(lo, step) for c in columns], field_separator))
     return path
 
 

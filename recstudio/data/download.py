@@ -401,6 +401,45 @@ def bundled_folder(spec, repo_root) -> Optional[Path]:
     return folder
 
 
+def extracted_hint(spec, raw_dir) -> str:
+    """The offline message's second option: the archive's extracted original files."""
+    names = list(spec.extracted_checksums)
+    return (f"Or, instead of the archive, put its extracted original files {names} (at least {names[0]!r}) in "
+            f"{Path(raw_dir)} (or {Path(raw_dir) / archive_stem(spec.filename)}); each is verified against its "
+            "published sha256 and used.")
+
+
+def extracted_originals(spec, raw_dir) -> Optional[Dict[str, Dict[str, str]]]:
+    """Verified extracted files standing in for the spec's absent archive, or ``None``.
+
+    The files of ``spec.extracted_checksums`` are looked up in ``raw_dir`` and in
+    ``raw_dir/<archive stem>/`` (the archive's own layout). They are used only when the first
+    listed file (the interactions) is there; every listed file present is verified against its
+    own sha256, and a mismatch is an error (the file is moved aside, see :func:`verify_file`).
+
+    Returns:
+        ``{file name: {'sha256': hex}}`` of the files found, or ``None``.
+
+    Raises:
+        DownloadError: a present file differs from its published sha256.
+    """
+    listed = spec.extracted_checksums
+    if not listed or not spec.filename:
+        return None
+    raw_dir = Path(raw_dir)
+    places = (raw_dir, raw_dir / archive_stem(spec.filename))
+    present = {}
+    for name in listed:
+        hits = [folder / name for folder in places if (folder / name).is_file()]
+        if hits:
+            present[name] = hits[0]
+    if next(iter(listed)) not in present:
+        return None
+    origin = f" (the published sha256 of {spec.name}'s extracted {{}}, used because {spec.filename} is absent)"
+    return {name: {"sha256": verify_file(path, {"sha256": listed[name]}, spec.url, origin.format(name))["sha256"]}
+            for name, path in present.items()}
+
+
 def acquire_raw_files(spec, raw_dir, repo_root, progress: bool = True):
     """Make a dataset's raw files present and verified.
 
@@ -432,8 +471,18 @@ def acquire_raw_files(spec, raw_dir, repo_root, progress: bool = True):
                         "repository.")
     raw_dir = Path(raw_dir)
     sources, extracted = {}, []
-    for d in spec.downloads():
-        path = fetch_file(d["url"], raw_dir, d["filename"], d["checksum"], progress=progress)
+    for index, d in enumerate(spec.downloads()):
+        if index == 0 and not (raw_dir / d["filename"]).is_file():
+            originals = extracted_originals(spec, raw_dir)
+            if originals is not None:
+                sources.update(originals)
+                continue
+        try:
+            path = fetch_file(d["url"], raw_dir, d["filename"], d["checksum"], progress=progress)
+        except DownloadError as e:
+            if index == 0 and spec.extracted_checksums and "could not download" in str(e):
+                raise DownloadError(f"{e} {extracted_hint(spec, raw_dir)}") from e
+            raise
         sources[d["filename"]] = d["checksum"] or {"sha256": read_checksum_record(raw_dir).get(d["filename"])}
         if d["archive"] in ("zip", "tar.gz"):
             extracted.append(extract_archive(path, d["archive"], raw_dir / archive_stem(d["filename"])))

@@ -65,8 +65,14 @@ class DatasetSpec:
         filename: local name of the download (default: the URL's last part).
         extra_files: more downloads, each ``{url, checksum, archive, filename}``.
         bundled_checksums: ``{file name: sha256}`` the bundled folder must match.
+        extracted_checksums: ``{file name: sha256}`` of the files inside the main archive, as
+            published: when the archive is absent from ``raw/`` these extracted originals are
+            accepted in its place (the first listed one must be there), each verified.
         aliases: other names that find this dataset.
         family, category: set for members of a family YAML.
+        atomic: a folder that already holds RecBole atomic files ``<name>.inter`` (``.item``
+            ``.user`` ``.kg`` ``.link`` ``.net``): nothing is downloaded or converted. Unregistered
+            names resolve to such specs (see :func:`get_spec`).
 
     Example:
         >>> spec = DatasetSpec(name="my-data", url="https://example.org/my.zip", archive="zip",
@@ -91,12 +97,20 @@ class DatasetSpec:
     filename: Optional[str] = None
     extra_files: List[Dict[str, Any]] = field(default_factory=list)
     bundled_checksums: Dict[str, str] = field(default_factory=dict)
+    extracted_checksums: Dict[str, str] = field(default_factory=dict)
     aliases: List[str] = field(default_factory=list)
     family: Optional[str] = None
     category: Optional[str] = None
+    atomic: Optional[str] = None
 
     def __post_init__(self):
         where = f"dataset spec {self.name!r}" + (f" ({self.yaml_path})" if self.yaml_path else "")
+        if self.atomic is not None:  # a ready atomic folder: named after its files, nothing to fetch
+            if not isinstance(self.name, str) or not self.name or not isinstance(self.config, dict):
+                raise ConfigError(f"{where}: an atomic-folder spec needs a name and a config mapping.")
+            self.atomic = str(self.atomic)
+            self.aliases = [str(a) for a in (self.aliases or [])]
+            return
         if not isinstance(self.name, str) or not _NAME.match(self.name):
             raise ConfigError(f"{where}: name must be letters, digits, '.', '_' or '-' (it names a folder).")
         if not self.url and not self.bundled:
@@ -106,10 +120,12 @@ class DatasetSpec:
                               + did_you_mean(str(self.archive), ARCHIVES))
         if not self.converter or not isinstance(self.converter, str):
             raise ConfigError(f"{where}: 'converter' must name a converter (see list_converters()).")
-        for key in ("converter_args", "config", "bundled_checksums"):
+        for key in ("converter_args", "config", "bundled_checksums", "extracted_checksums"):
             if not isinstance(getattr(self, key), dict):
                 raise ConfigError(f"{where}: {key!r} must be a mapping, got {getattr(self, key)!r}.")
         self.checksum = normalize_checksum(self.checksum, where)
+        self.extracted_checksums = {str(n): normalize_checksum({"sha256": d}, f"{where}: extracted file {n!r}")["sha256"]
+                                    for n, d in self.extracted_checksums.items()}
         if self.url and not self.filename:
             self.filename = url_filename(self.url)
         files = []
@@ -293,22 +309,79 @@ def list_datasets() -> List[str]:
     return sorted(s.name for s in _SPECS.values())
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """The spec of a dataset, by name, alias or ``"<family>:<Category>"`` (case-insensitive).
+#: atomic folders resolved by name in this process (so that a later lookup without data_dir finds them)
+_FOLDER_SPECS: Dict[str, DatasetSpec] = {}
+FOLDER_SUFFIXES = ".inter (+ .item .user .kg .link .net)"
+
+
+def _registered(name) -> Optional[DatasetSpec]:
+    key = str(name).strip().lower()
+    if key in _SPECS:
+        return _SPECS[key]
+    if key in _ALIASES:
+        return _SPECS[_ALIASES[key]]
+    return None
+
+
+def find_atomic_dataset(name, data_dir=None) -> Optional[Path]:
+    """The atomic folder an unregistered dataset name stands for, or ``None``.
+
+    ``name`` is either a path to a folder holding ``<folder name>.inter``, or a name looked up as
+    ``<data_dir>/<name>/<name>.inter`` (``data_dir`` as in :func:`default_data_dir`).
 
     Raises:
-        DatasetNotFoundError: unknown name; the message lists close names.
+        DatasetNotFoundError: ``name`` is an existing folder without ``<folder name>.inter``.
+
+    Example:
+        >>> find_atomic_dataset("no-such-dataset", "/tmp/rs") is None
+        True
+    """
+    text = str(name).strip()
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    candidates = [path] if path.is_absolute() else [path, default_data_dir(data_dir) / path]
+    for folder in candidates:
+        if folder.is_dir() and (folder / f"{folder.name}.inter").is_file():
+            return folder.absolute()
+    if path.is_dir() and (os.sep in text or "/" in text or text.startswith(".")):
+        inters = sorted(p.name for p in path.glob("*.inter"))
+        raise DatasetNotFoundError(f"dataset folder {path} holds no {path.name}.inter"
+                                   + (f" (it has {inters}; name the folder after that file)" if inters else "")
+                                   + f"; an atomic dataset folder <name>/ holds <name>{FOLDER_SUFFIXES}.")
+    return None
+
+
+def atomic_spec(folder) -> DatasetSpec:
+    """A :class:`DatasetSpec` for a ready atomic folder (default data config, no download)."""
+    folder = Path(folder).absolute()
+    return DatasetSpec(name=folder.name, atomic=str(folder), description=f"RecBole atomic files in {folder}")
+
+
+def get_spec(name: str, data_dir=None) -> DatasetSpec:
+    """The spec of a dataset, by name, alias or ``"<family>:<Category>"`` (case-insensitive), or an
+    atomic folder.
+
+    A name that is not registered is looked up as a folder of RecBole atomic files: ``name`` as
+    a path to a folder holding ``<folder name>.inter``, then ``<data_dir>/<name>/<name>.inter``
+    (see :func:`find_atomic_dataset`); the spec's ``atomic`` is that folder.
+
+    Args:
+        name: a registered name, or a dataset folder's name or path.
+        data_dir: where dataset folders are looked up (see :func:`default_data_dir`).
+
+    Raises:
+        DatasetNotFoundError: neither a registered name nor an atomic folder; the message says
+            both options and lists close registered names.
 
     Example:
         >>> get_spec("amazon2014-5core:Musical_Instruments").name
         'amazon-musical-instruments-5core'
     """
     _ensure_loaded()
-    key = str(name).strip().lower()
-    if key in _SPECS:
-        return _SPECS[key]
-    if key in _ALIASES:
-        return _SPECS[_ALIASES[key]]
+    spec = _registered(name)
+    if spec is not None:
+        return spec
     family, sep, category = str(name).strip().partition(":")
     family = family.lower()
     if sep and family in _FAMILIES:
@@ -319,10 +392,23 @@ def get_spec(name: str) -> DatasetSpec:
         cats = sorted(_SPECS[k].category for k in members.values())
         raise DatasetNotFoundError(f"family {family!r} has no category {category!r}."
                                    + did_you_mean(category.replace("-", "_"), cats) + f" Categories: {cats}.")
-    choices = list_datasets() + sorted(_ALIASES) + [f"{f}:<Category>" for f in sorted(_FAMILIES)]
-    raise DatasetNotFoundError(f"unknown dataset {name!r}." + did_you_mean(str(name), choices)
-                               + " See recstudio.data.registry.list_datasets() for every name, or add your own "
-                               "with register_dataset().")
+    folder = find_atomic_dataset(name, data_dir)
+    if folder is not None:
+        spec = _FOLDER_SPECS[str(name).strip()] = atomic_spec(folder)
+        return spec
+    if str(name).strip() in _FOLDER_SPECS:
+        return _FOLDER_SPECS[str(name).strip()]
+    root = default_data_dir(data_dir)
+    folders = sorted(p.name for p in root.glob("*/") if (p / f"{p.name}.inter").is_file()) if root.is_dir() else []
+    choices = list_datasets() + sorted(_ALIASES) + [f"{f}:<Category>" for f in sorted(_FAMILIES)] + folders
+    where = root / str(name).strip()
+    raise DatasetNotFoundError(
+        f"unknown dataset {name!r}: it is not a registered name and no atomic folder was found "
+        f"({where}/{Path(str(name).strip()).name}.inter does not exist, nor is {name!r} a folder holding "
+        f"<folder name>.inter)." + did_you_mean(str(name), choices)
+        + f" Give a registered name (recstudio.data.registry.list_datasets(), python run.py --list-datasets; "
+        f"add your own with register_dataset()), or a RecBole atomic folder: <data_dir>/<name>/<name>"
+        f"{FOLDER_SUFFIXES} with --data_dir / data_dir=, or the folder's path.")
 
 
 def default_data_dir(data_dir=None) -> Path:
@@ -389,7 +475,9 @@ def prepare_dataset(name_or_spec: Union[str, DatasetSpec], data_dir=None, progre
         >>> sorted(p.name for p in folder.glob("ml-100k.*"))             # doctest: +SKIP
         ['ml-100k.inter', 'ml-100k.item', 'ml-100k.user']
     """
-    spec = name_or_spec if isinstance(name_or_spec, DatasetSpec) else get_spec(name_or_spec)
+    spec = name_or_spec if isinstance(name_or_spec, DatasetSpec) else get_spec(name_or_spec, data_dir)
+    if spec.atomic is not None:  # ready atomic files: used in place
+        return Path(spec.atomic)
     root = default_data_dir(data_dir) / spec.name
     out = root / ATOMIC_DIR
     if not force and _is_complete(out, spec):
@@ -406,5 +494,5 @@ def prepare_dataset(name_or_spec: Union[str, DatasetSpec], data_dir=None, progre
     return out
 
 
-__all__ = ["DatasetSpec", "list_datasets", "get_spec", "register_dataset", "prepare_dataset", "default_data_dir",
+__all__ = ["DatasetSpec", "list_datasets", "get_spec", "find_atomic_dataset", "atomic_spec", "register_dataset", "prepare_dataset", "default_data_dir",
            "load_yaml", "read_manifest"]

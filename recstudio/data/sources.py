@@ -28,11 +28,13 @@ def _data_dir(config: Mapping[str, Any]) -> Path:
 
 
 def load_dataset(name: str, **overrides) -> RecDataset:
-    """Load a registered dataset by name: download (once), convert, preprocess, cache.
+    """Load a dataset by name: download (once), convert, preprocess, cache.
 
     Args:
         name: a registry name (case-insensitive), e.g. ``"ml-100k"`` (bundled, no network)
-            or ``"ml-1m"`` (downloaded and checksum-verified on first use).
+            or ``"ml-1m"`` (downloaded and checksum-verified on first use); or a RecBole atomic
+            folder: a name found as ``<data_dir>/<name>/<name>.inter``, or the path of a folder
+            holding ``<folder name>.inter`` (loaded as :func:`from_atomic` loads it).
         **overrides: data-config keys overriding the dataset's YAML defaults.
 
     Example:
@@ -41,11 +43,18 @@ def load_dataset(name: str, **overrides) -> RecDataset:
         100000
     """
     from recstudio.data.registry import get_spec, prepare_dataset
-    spec = get_spec(name)
+    spec = get_spec(name, data_dir=overrides.get("data_dir"))
     config = resolve_data_config(spec.config, overrides, where=f"config of dataset {spec.name!r}")
     folder = prepare_dataset(spec, data_dir=config["data_dir"])
-    cache_dir = _data_dir(config) / spec.name / "processed"
+    cache_dir = _custom_cache_dir(config, folder, spec.name) if spec.atomic else \
+        _data_dir(config) / spec.name / "processed"
     return load_atomic_folder(folder, spec.name, config, cache_dir)
+
+
+def _custom_cache_dir(config: Mapping[str, Any], folder, name: str) -> Path:
+    """The processed cache of a user's atomic folder: ``<data_dir>/custom/<name>-<hash of its path>``."""
+    tag = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:10]
+    return _data_dir(config) / "custom" / f"{name}-{tag}"
 
 
 def from_atomic(folder, name: Optional[str] = None, **overrides) -> RecDataset:
@@ -61,8 +70,7 @@ def from_atomic(folder, name: Optional[str] = None, **overrides) -> RecDataset:
     config = resolve_data_config(overrides, where="from_atomic overrides")
     files = find_atomic_files(folder, name)
     name = files["inter"].stem
-    tag = hashlib.sha256(str(Path(folder).resolve()).encode()).hexdigest()[:10]
-    return load_atomic_folder(Path(folder), name, config, _data_dir(config) / "custom" / f"{name}-{tag}")
+    return load_atomic_folder(Path(folder), name, config, _custom_cache_dir(config, folder, name))
 
 
 def load_atomic_folder(folder: Path, name: str, config: Dict[str, Any], cache_dir: Path) -> RecDataset:

@@ -12,7 +12,8 @@ model that cannot answer (similar_items of a tower-free model) -> 400, malformed
 ``k < 1`` or unknown fields -> 422. Every error body has a ``detail`` saying what was wrong.
 ``python -m recstudio serve`` runs the app with uvicorn; see ``docs/serving.md``.
 """
-from typing import TYPE_CHECKING, Literal
+import math
+from typing import TYPE_CHECKING, Any, Literal
 
 from recstudio.serving.engine import ServingEngine
 from recstudio.utils.errors import ConfigError, RecStudioError
@@ -31,6 +32,48 @@ def require_serving():
         raise ConfigError(f"serving needs fastapi and uvicorn, which are not installed ({e}); "
                           f"{SERVING_EXTRA_HINT}.") from e
     return fastapi
+
+
+#: longest text of an offending input value quoted back in a 422 body
+MAX_ECHOED_INPUT = 200
+
+
+def json_safe(value: Any, depth: int = 0) -> Any:
+    """``value`` made serialisable by a strict JSON encoder: non-finite floats (``1e309``, NaN) become
+    their text, containers are cut at 20 entries and 5 levels, other objects become short text.
+
+    Example:
+        >>> json_safe({"k": float("inf"), "users": [float("nan")]})
+        {'k': 'inf', 'users': ['nan']}
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value if not isinstance(value, str) or len(value) <= MAX_ECHOED_INPUT \
+            else value[:MAX_ECHOED_INPUT] + "..."
+    if isinstance(value, int):
+        return value if abs(value) < 2 ** 53 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if depth >= 5:
+        return "..."
+    if isinstance(value, dict):
+        return {str(k)[:MAX_ECHOED_INPUT]: json_safe(v, depth + 1) for k, v in list(value.items())[:20]}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v, depth + 1) for v in list(value)[:20]]
+    return json_safe(str(value), depth)
+
+
+def _validation_detail(errors) -> list:
+    """FastAPI's validation errors, JSON-safe (the input of ``{"k": 1e309}`` is ``inf``)."""
+    out = []
+    for err in errors:
+        item = {"loc": [json_safe(x) for x in err.get("loc", ())], "msg": str(err.get("msg", "invalid value")),
+                "type": str(err.get("type", "value_error"))}
+        if "input" in err:
+            item["input"] = json_safe(err["input"])
+        if err.get("ctx"):
+            item["ctx"] = json_safe(err["ctx"])
+        out.append(item)
+    return out
 
 
 def create_app(model) -> "fastapi.FastAPI":
@@ -58,6 +101,7 @@ def create_app(model) -> "fastapi.FastAPI":
     """
     require_serving()
     from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
 
     import recstudio
@@ -75,6 +119,12 @@ def create_app(model) -> "fastapi.FastAPI":
     async def recstudio_error(request: Request, exc: RecStudioError):
         status = 404 if isinstance(exc, UnknownIdsError) else 400
         return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        # FastAPI's own handler echoes the offending input; a non-finite number (1e309, NaN) in it
+        # cannot be encoded as JSON and turned a bad request into a 500
+        return JSONResponse(status_code=422, content={"detail": _validation_detail(exc.errors())})
 
     @app.get("/health", response_model=HealthResponse, summary="model name, sizes and the ANN index in use")
     async def health():

@@ -1,5 +1,5 @@
 """Command-line helpers: ``--key value`` overrides parsed into typed config values."""
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Sequence
 
 import yaml
 
@@ -17,6 +17,18 @@ def parse_value(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def choice_type(choices: Sequence[str]) -> Callable[[str], str]:
+    """An argparse ``type=`` giving the canonical spelling of a choice written in any case
+    (see :func:`recstudio.utils.options.canonical_choice`); argparse then checks ``choices``.
+
+    Example:
+        >>> choice_type(("exact", "ivf"))("IVF")
+        'ivf'
+    """
+    from recstudio.utils.options import canonical_choice
+    return lambda text: canonical_choice(text, tuple(choices))
 
 
 def parse_overrides(args: List[str]) -> Dict[str, Any]:

@@ -6,12 +6,37 @@ type is an error naming the expected type.
 """
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from recstudio.utils.errors import ConfigError
 from recstudio.utils.suggest import did_you_mean
 
 NUMBER = (int, float)
+
+#: other spellings of choice values, lower-case -> canonical value; an alias applies only to an
+#: option whose choices hold its target (torch's scheduler class names for ``scheduler``, ...)
+CHOICE_ALIASES: Dict[str, str] = {
+    "steplr": "step", "exponentiallr": "exponential", "cosineannealinglr": "cosine", "cosineannealing": "cosine",
+    "reducelronplateau": "plateau", "sparseadam": "sparse_adam",
+}
+
+
+def canonical_choice(value: Any, choices: Tuple[Any, ...]) -> Any:
+    """The spelling in ``choices`` of a text ``value`` given in any case or as a known alias
+    (:data:`CHOICE_ALIASES`); other values are returned unchanged.
+
+    Example:
+        >>> canonical_choice("StepLR", ("step", "cosine")), canonical_choice("IVF", ("flat", "ivf"))
+        ('step', 'ivf')
+    """
+    if not isinstance(value, str) or value in choices:
+        return value
+    folded = value.strip().lower()
+    by_fold = {c.lower(): c for c in choices if isinstance(c, str)}
+    if folded in by_fold:
+        return by_fold[folded]
+    alias = CHOICE_ALIASES.get(folded.replace("-", "_"), CHOICE_ALIASES.get(folded))
+    return alias if alias in choices else value
 
 
 @dataclass(frozen=True)
@@ -24,6 +49,9 @@ class Option:
         help: what the key does (shown by ``run.py --help`` and in errors).
         choices: allowed values, or ``None``.
         nullable: whether ``None`` is allowed.
+        canonical: maps a text value to its canonical spelling (e.g. a block registry's
+            ``canonical``, so ``loss="BPR"`` is stored as ``'bpr'``); choices are matched in any
+            case (and by :data:`CHOICE_ALIASES`) without it.
 
     Example:
         >>> Option(64, (int,), "embedding size").check("embed_dim", 32)
@@ -35,6 +63,7 @@ class Option:
     help: str
     choices: Optional[Tuple[Any, ...]] = None
     nullable: bool = False
+    canonical: Optional[Callable[[str], str]] = None
 
     def check(self, key: str, value: Any) -> Any:
         """Validate ``value`` for ``key``; returns it normalised (tuples -> lists, 5.0 -> 5 for ints)."""
@@ -52,8 +81,12 @@ class Option:
             names = " or ".join(t.__name__ for t in self.types)
             raise ConfigError(f"config key {key!r} expects {names}, got {type(value).__name__} {value!r}; "
                               f"{self.help}.")
+        if self.choices is not None:
+            value = canonical_choice(value, self.choices)
+        if self.canonical is not None and isinstance(value, str):
+            value = self.canonical(value)
         if self.choices is not None and value not in self.choices:
-            raise ConfigError(f"config key {key!r} must be one of {list(self.choices)}, got {value!r}."
+            raise ConfigError(f"config key {key!r} must be one of {list(self.choices)} (any case), got {value!r}."
                               + did_you_mean(str(value), [str(c) for c in self.choices]))
         if isinstance(value, tuple):
             value = list(value)

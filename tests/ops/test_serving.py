@@ -1,5 +1,6 @@
 """The HTTP server: every endpoint over real HTTP (uvicorn on 127.0.0.1, httpx), every bad request
 is a 4xx with a message, concurrent requests are answered correctly, and the `recstudio serve` CLI."""
+import json
 import subprocess
 import sys
 import threading
@@ -145,6 +146,39 @@ def test_malformed_json_is_a_422(server):
     assert response.status_code == 422 and "JSON decode error" in response.text
 
 
+@pytest.mark.parametrize("path, body, status, message", [
+    ("/recommend", b'{"users": ["u1"], "k": 1e309}', 422, "valid integer"),
+    ("/recommend", b'{"users": ["u1"], "k": -1e309}', 422, "valid integer"),
+    ("/recommend", b'{"users": ["u1"], "k": NaN}', 422, "valid integer"),
+    ("/recommend", b'{"users": ["u1"], "k": Infinity}', 422, "valid integer"),
+    ("/recommend", b'{"users": [NaN], "k": 1}', 422, "valid integer"),
+    ("/recommend", b'{"users": [1e309], "k": 1}', 422, "valid string"),
+    ("/recommend", b'{"users": ["u1"], "k": 1e20}', 422, "valid integer"),
+    ("/recommend", b'{"users": ["u1"], "k": -1}', 422, "greater than or equal to 1"),
+    ("/recommend", b'{"users": ["u1"], "k": "x"}', 422, "valid integer"),
+    ("/recommend", b'{"users": ["u1"], "k": 100000000000000000000000000000000}', 400, "k must be between"),
+    ("/recommend", b'{"users": {"a": [1, {"b": NaN}]}, "k": [[-Infinity]]}', 422, "valid list"),
+    ("/recommend", b'{"users": ["u1"], "exclude_seen": NaN}', 422, "valid boolean"),
+    ("/recommend", b'[' * 50_000, 400, "error parsing the body"),
+    ("/recommend", b'\xff\xfe\x00', 400, "error parsing the body"),
+    ("/recommend", b'NaN', 422, "valid dictionary"),
+    ("/similar_items", b'{"items": [-Infinity], "k": 2}', 422, "valid integer"),
+    ("/similar_items", b'{"items": ["i1"], "k": 1e309}', 422, "valid integer"),
+])
+def test_non_finite_huge_and_garbage_numbers_get_a_4xx(server, path, body, status, message):
+    response = server.post(path, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == status, response.text
+    assert message in response.text and "detail" in response.json()
+
+
+def test_non_finite_query_numbers_get_a_4xx(server):
+    for k in ("1e309", "nan", "inf", "-1", "1e20", "x", "99999999999999999999999999"):
+        response = server.get(f"/recommend/u1?k={k}")
+        assert 400 <= response.status_code < 500, (k, response.text)
+        assert response.json()["detail"]
+    assert server.get("/health").status_code == 200
+
+
 def test_concurrent_requests_are_all_answered_correctly(server, trained):
     model = trained[0]
     users = [f"u{u}" for u in range(40)]
@@ -234,3 +268,57 @@ def test_ann_index_is_built_at_startup_and_answers_like_exact(trained):
         assert client.get("/health").json()["ann"] == "flat"
         body = client.post("/recommend", json={"users": ["u2", "u9"], "k": 4}).json()
         assert [r["items"] for r in body["results"]] == exact
+
+
+# ---- property-based: no generated body or query string gets a 5xx --------------------------
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = (st.none() | st.booleans() | st.integers() | st.integers(min_value=-10**40, max_value=10**40)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
+            | st.sampled_from(["u1", "u7", "i1", "ghost", "", "popular", "error", "1e309"]))
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_keys = st.sampled_from(["users", "items", "k", "exclude_seen", "unknown", "kk"])
+_bodies = st.one_of(
+    st.dictionaries(_keys, _json, max_size=5).map(lambda d: json.dumps(d, allow_nan=True).encode()),
+    _json.map(lambda v: json.dumps(v, allow_nan=True).encode()),
+    st.binary(max_size=40),
+    st.sampled_from([b'{"users": ["u1"], "k": 1e309}', b'{"users": ["u1"], "k": NaN}', b'[' * 2000, b'{"a":']),
+)
+_query_values = st.one_of(st.text(max_size=10), st.sampled_from(["1e309", "nan", "inf", "-1", "0", "3", "true",
+                                                                   "popular", "9" * 30]))
+_queries = st.dictionaries(st.sampled_from(["k", "exclude_seen", "unknown", "x"]), _query_values, max_size=4)
+
+
+@pytest.fixture(scope="module")
+def test_client(trained):
+    from fastapi.testclient import TestClient
+    with TestClient(create_app(trained[0]), raise_server_exceptions=False) as client:
+        yield client
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.sampled_from(["/recommend", "/similar_items"]), body=_bodies,
+       content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1"]))
+def test_generated_bodies_never_get_a_5xx(test_client, path, body, content_type):
+    response = test_client.post(path, content=body, headers={"content-type": content_type})
+    assert response.status_code < 500, (body, response.status_code, response.text)
+    if response.status_code >= 400:
+        assert response.json()["detail"]
+    assert test_client.get("/health").status_code == 200
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(user=st.one_of(st.text(min_size=1, max_size=10), st.sampled_from(["u1", "ghost", "1e309", "NaN"])),
+       query=_queries, endpoint=st.sampled_from(["user", "health", "recommend", "similar_items"]))
+def test_generated_query_strings_never_get_a_5xx(test_client, user, query, endpoint):
+    from urllib.parse import quote
+    path = {"user": f"/recommend/{quote(user, safe='')}", "health": "/health", "recommend": "/recommend",
+            "similar_items": "/similar_items"}[endpoint]
+    response = test_client.get(path, params=query)
+    assert response.status_code < 500, (path, query, response.status_code, response.text)
+    if response.status_code >= 400:
+        assert response.json()["detail"]
+    assert test_client.get("/health").status_code == 200

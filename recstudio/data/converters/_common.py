@@ -53,7 +53,8 @@ def find_file(root, filename: str, subdir: Optional[str] = None, required: bool 
 
 
 def read_delimited(path, names: Sequence[str], delimiter: str, keep: Dict[str, pa.DataType],
-                   skip_header: bool = False, encoding: str = "utf-8", quoted: bool = False) -> pa.Table:
+                   skip_header: bool = False, encoding: str = "utf-8", quoted: bool = False,
+                   fallback: Optional[str] = None) -> pa.Table:
     """Read a delimited text file (optionally ``.gz``) with pyarrow.
 
     Args:
@@ -63,20 +64,27 @@ def read_delimited(path, names: Sequence[str], delimiter: str, keep: Dict[str, p
         keep: the columns to return and their arrow types (``pa.string()`` for ids).
         skip_header: the first line is a header.
         encoding: the text encoding.
-        quoted: honour double quotes (CSV); ``False`` reads quotes as text.
+        quoted: honour double quotes (CSV: ``""`` inside a quoted value is a quote, and a quoted
+            value may span lines); ``False`` reads quotes as text.
+        fallback: an encoding to read the file with when it is not valid ``encoding`` text
+            (``latin-1`` decodes any bytes).
 
     Raises:
         DataError: a row with a different number of columns or an unparsable value.
     """
     read = pacsv.ReadOptions(column_names=list(names), skip_rows=1 if skip_header else 0, encoding=encoding,
                              block_size=1 << 24)
-    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False, newlines_in_values=False)
+    parse = pacsv.ParseOptions(delimiter=delimiter, quote_char='"' if quoted else False, double_quote=quoted,
+                               newlines_in_values=quoted)
     convert = pacsv.ConvertOptions(include_columns=list(keep), column_types=dict(keep),
                                    strings_can_be_null=False, quoted_strings_can_be_null=False)
     try:
         return pacsv.read_csv(str(path), read_options=read, parse_options=parse, convert_options=convert)
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot parse as {delimiter!r}-separated columns {list(names)}: {e}. "
+        if fallback and fallback != encoding and ("UTF8" in str(e) or isinstance(e, UnicodeDecodeError)):
+            return read_delimited(path, names, delimiter, keep, skip_header, fallback, quoted)
+        detail = " ".join(str(e).split())
+        raise DataError(f"{path}: cannot parse as {delimiter!r}-separated columns {list(names)}: {detail}. "
                         "The file may be damaged or of another release; delete it to download it again.") from e
 
 
@@ -104,14 +112,18 @@ def as_float(series: pd.Series) -> pd.Series:
     return series.astype("float64")
 
 
+_SPACES = re.compile(r"[ \t\r\n\f\v]+")
+
+
 def clean_text(text: str) -> str:
-    """Collapse whitespace (tabs, newlines, runs of spaces) to single spaces."""
-    return " ".join(str(text).split())
+    """Collapse ASCII whitespace (tabs, line breaks, runs of spaces) to single spaces, so that the
+    text fits an atomic cell; other characters (quotes, ``\\xa0``, ``\\x85``) are kept as they are."""
+    return _SPACES.sub(" ", str(text)).strip()
 
 
 def seq_tokens(values: Sequence[str]) -> str:
-    """Join tokens for a ``token_seq`` cell; spaces inside a token become ``_``."""
-    return " ".join("_".join(str(v).split()) for v in values if str(v).strip())
+    """Join tokens for a ``token_seq`` cell; whitespace inside a token becomes ``_``."""
+    return " ".join("_".join(clean_text(v).split(" ")) for v in values if clean_text(v))
 
 
 _YEAR = re.compile(r"^(.*?)\s*\((\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$")
@@ -133,10 +145,15 @@ def table(df: pd.DataFrame, types: Dict[str, FieldType]) -> AtomicTable:
 
 
 def read_lines(path, fallback: str = "latin-1") -> List[str]:
-    """Non-blank lines of a small text file: UTF-8 when valid, else ``fallback`` (latin-1 never fails)."""
+    """Non-blank lines of a small text file: UTF-8 when valid, else ``fallback`` (latin-1 never fails).
+
+    Lines end at ``\\n`` (``\\r\\n``) only: a latin-1 byte 0x85 or a Unicode line separator inside a
+    value does not split it, as :meth:`str.splitlines` would.
+    """
     data = Path(path).read_bytes()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         text = data.decode(fallback, errors="replace")
-    return [line for line in text.splitlines() if line.strip()]
+    lines = (line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
+    return [line for line in lines if line.strip()]

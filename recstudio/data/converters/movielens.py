@@ -136,7 +136,8 @@ def convert_movielens_csv(source, subdir: str = None, ratings: str = "ratings.cs
     """Convert a CSV MovieLens release (20M, 25M, latest, latest-small).
 
     ``ratings.csv`` is ``userId,movieId,rating,timestamp`` with a header; ``movies.csv``
-    ``movieId,title,genres`` (quoted, UTF-8).
+    ``movieId,title,genres`` (CSV quoting: a title may hold commas, ``""`` quotes and line breaks;
+    UTF-8, read as latin-1 when it is not valid UTF-8).
 
     Args:
         source: the folder holding the files (at any depth).
@@ -155,7 +156,8 @@ def convert_movielens_csv(source, subdir: str = None, ratings: str = "ratings.cs
     movie_file = find_file(source, movies, subdir, required=False)
     if movie_file is not None:
         df = frame(read_delimited(movie_file, ["item_id", "title", "genres"], ",",
-                                  {"item_id": S, "title": S, "genres": S}, skip_header=True, quoted=True))
+                                  {"item_id": S, "title": S, "genres": S}, skip_header=True, quoted=True,
+                                  fallback="latin-1"))
         split = [split_title_year(t) for t in df["title"]]
         df["movie_title"] = [t for t, _ in split]
         df["release_year"] = [y for _, y in split]

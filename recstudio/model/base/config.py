@@ -30,10 +30,11 @@ def model_options(cls) -> Dict[str, Option]:
         raise ConfigError(f"{cls.__name__}'s model keys {clash} clash with data/training keys; put them in the "
                           "YAML's data or train section instead.")
     options = {k: option_from_default(v, cls.option_help[k]) for k, v in section.items()}
-    for key in BLOCK_KEYS:  # blocks may also be given as instances
+    for key in BLOCK_KEYS:  # blocks may also be given as instances; names are stored in their registered spelling
         if key in options:
             o = options[key]
-            options[key] = Option(o.default, (str, nn.Module), o.help + "; a name or an instance", nullable=True)
+            options[key] = Option(o.default, (str, nn.Module), o.help + "; a name or an instance", nullable=True,
+                                  canonical=_registered_spelling(key))
     return options
 
 
@@ -53,6 +54,18 @@ def portable_config(config: Mapping[str, Any]) -> Dict[str, Any]:
                                   f"register it (register_{key}) or pass a registered name.")
             out[key] = names[0]
     return out
+
+
+def _registered_spelling(key: str):
+    """``name -> registered spelling`` for block key ``key`` (an unknown name is returned as given, so the
+    block's own lookup reports it with suggestions)."""
+    def canonical(name: str) -> str:
+        from recstudio.model.loss import LOSSES
+        from recstudio.model.sampler import SAMPLERS
+        from recstudio.model.scorer import SCORERS
+        registry = {"loss": LOSSES, "sampler": SAMPLERS, "score_func": SCORERS}[key]
+        return registry.canonical(name) if name in registry else name
+    return canonical
 
 
 #: model keys whose value is a block: a registered name or an instance

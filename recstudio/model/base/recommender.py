@@ -195,7 +195,7 @@ class Recommender(InferenceMixin, pl.LightningModule):
         """Data keys that differ from the dataset's own defaults (so its YAML stays in force)."""
         from recstudio.data.config import resolve_data_config
         from recstudio.data.registry import get_spec
-        base = resolve_data_config(get_spec(name).config)
+        base = resolve_data_config(get_spec(name, data_dir=self.config.get("data_dir")).config)
         mine = data_config(self.config)
         return {k: v for k, v in mine.items() if v != base.get(k)}
 
