@@ -33,7 +33,7 @@ def load(path):
         >>> model = recstudio.load("runs/BPR-ml-100k-20250101-120000-000000")   # doctest: +SKIP
         >>> items, scores = model.recommend(["196"], k=10)                        # doctest: +SKIP
     """
-    from recstudio.model.base.recommender import load_model
+    from recstudio.train.checkpoint import load_model
     return load_model(path)
 
 

@@ -4,6 +4,7 @@ Commands:
     train     train and test a model (the same as ``python run.py``)
     serve     serve top-k recommendations of a checkpoint over HTTP
     compare   a table and a bar chart of the test metrics of several runs
+    docs      regenerate docs/models.md from the registry (--check: fail when stale)
 """
 import importlib
 import sys
@@ -14,6 +15,7 @@ COMMANDS = {
     "train": ("recstudio.commands.train", "train and test a model (the same as python run.py)"),
     "serve": ("recstudio.commands.serve", "serve top-k recommendations of a checkpoint over HTTP"),
     "compare": ("recstudio.commands.compare", "table and bar chart of the test metrics of several runs"),
+    "docs": ("recstudio.commands.docs", "regenerate docs/models.md from the registry (--check: fail when stale)"),
 }
 
 

@@ -22,7 +22,7 @@ def run(model: Optional[str] = None, dataset: Any = None, config_file: Optional[
         config_file: an optional YAML file of config keys.
         resume: a run folder or checkpoint to continue (``docs/checkpoints.md``): the run's model,
             dataset and config are used, in its own folder; ``model`` / ``dataset`` may be left out,
-            and overrides may change only :data:`~recstudio.model.base.checkpoint.RESUMABLE_KEYS`.
+            and overrides may change only :data:`~recstudio.train.checkpoint.RESUMABLE_KEYS`.
         **overrides: any config key (data, training or the model's own).
 
     Raises:
@@ -40,7 +40,7 @@ def run(model: Optional[str] = None, dataset: Any = None, config_file: Optional[
     settings = {**file_cfg, **overrides}
     plan = None
     if resume is not None:  # the run's own model, dataset and config; only safe keys may change
-        from recstudio.model.base.checkpoint import plan_resume
+        from recstudio.train.checkpoint import plan_resume
         plan = plan_resume(resume, model, dataset, settings)
         model, dataset, settings = plan.model_name, plan.dataset, plan.config
     model = "BPR" if model is None else model
@@ -54,7 +54,7 @@ def run(model: Optional[str] = None, dataset: Any = None, config_file: Optional[
         from recstudio.tune.trial import trial_overrides
         settings = trial_overrides(cls, settings)
     instance = cls(dataset_config=dataset_config, **settings)
-    from recstudio.model.base.distributed import is_global_zero
+    from recstudio.train.distributed import is_global_zero
     quiet = instance.config["quiet"] or not is_global_zero()  # under DDP only global rank 0 prints
     detail = instance.config["mode"] == "detail" and not quiet
     split = instance.prepare_data_split(dataset)
@@ -69,11 +69,12 @@ def run(model: Optional[str] = None, dataset: Any = None, config_file: Optional[
             print(split.dataset.statistics().table())
         s = split.summary()
         print("split: " + ", ".join(f"{p} {s[p + '_interactions']}" for p in ("train", "valid", "test")))
-    if plan is None:
-        metrics = instance.fit(split)
-    else:
-        from recstudio.model.base.trainer import fit_model
-        metrics = fit_model(instance, split, plan.run_dir, resume=plan)
+    from recstudio.train.trainer import fit_model
+    reporting = []
+    if instance.config["mode"] == "tune":  # an NNI trial: report validation / test metrics to the tuner
+        from recstudio.tune.trial import TrialReporter
+        reporting.append(TrialReporter(instance.config["early_stop_metric"]))
+    metrics = fit_model(instance, split, None if plan is None else plan.run_dir, resume=plan, callbacks=reporting)
     if not quiet:
         print(format_metrics(metrics, f"test metrics ({instance.run_dir})"))
     return instance, metrics

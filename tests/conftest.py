@@ -52,3 +52,49 @@ def random_interaction_split(seed: int, n_users: int, n_items: int, length, **sp
 def make_split():
     """Factory fixture of :func:`random_interaction_split`."""
     return random_interaction_split
+
+
+def write_tiny_world(folder: Path, seed: int = 0, n_users: int = 24, n_items: int = 30) -> Path:
+    """A RecBole atomic folder ``<folder>/tiny/`` with everything a model family may need, small enough for
+    the conformance suite: ``tiny.inter`` (user, item, rating 1-5, time, a context token ``daytime``),
+    ``tiny.user`` (``gender`` token, ``age`` float), ``tiny.item`` (``genre`` token, ``tags`` token_seq,
+    ``price`` float), a knowledge graph ``tiny.kg`` + ``tiny.link`` (all items but the last 4 linked, 3
+    relations, attribute entities shared between items) and a social network ``tiny.net`` (each user
+    follows 2-4 others, with a weight)."""
+    rng = np.random.default_rng(seed)
+    root = Path(folder) / "tiny"
+    root.mkdir(parents=True, exist_ok=True)
+    inter = ["user_id:token\titem_id:token\trating:float\ttimestamp:float\tdaytime:token"]
+    for u in range(n_users):
+        items = rng.choice(np.arange(1, n_items + 1), size=int(rng.integers(6, 14)), replace=False)
+        for t, i in enumerate(items):
+            inter.append(f"u{u}\ti{i}\t{int(rng.integers(1, 6))}\t{t}\t{['morning', 'evening', 'night'][t % 3]}")
+    (root / "tiny.inter").write_text("\n".join(inter) + "\n")
+    users = ["user_id:token\tgender:token\tage:float"]
+    users += [f"u{u}\t{'MF'[u % 2]}\t{18 + (u * 7) % 40}" for u in range(n_users)]
+    (root / "tiny.user").write_text("\n".join(users) + "\n")
+    items = ["item_id:token\tgenre:token\ttags:token_seq\tprice:float"]
+    items += [f"i{i}\tg{i % 4}\t{' '.join(f't{(i + k) % 6}' for k in range(1 + i % 3))}\t{(i % 7) * 1.5:.1f}"
+              for i in range(1, n_items + 1)]
+    (root / "tiny.item").write_text("\n".join(items) + "\n")
+    link = ["item_id:token\tentity_id:token"] + [f"i{i}\te{i}" for i in range(1, n_items - 3)]
+    (root / "tiny.link").write_text("\n".join(link) + "\n")
+    kg = ["head_id:token\trelation_id:token\ttail_id:token"]
+    for i in range(1, n_items - 3):
+        kg += [f"e{i}\tgenre\tgenre{i % 4}", f"e{i}\tdirector\tdir{i % 5}"]
+        if i % 3 == 0:
+            kg.append(f"e{i}\tsequel_of\te{i - 1}")
+    (root / "tiny.kg").write_text("\n".join(kg) + "\n")
+    net = ["source_id:token\ttarget_id:token\tweight:float"]
+    for u in range(n_users):
+        for v in rng.choice([x for x in range(n_users) if x != u], size=int(rng.integers(2, 5)), replace=False):
+            net.append(f"u{u}\tu{v}\t{rng.uniform(0.5, 1.0):.3f}")
+    (root / "tiny.net").write_text("\n".join(net) + "\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """The split (default protocol) of :func:`write_tiny_world`'s dataset."""
+    from recstudio.data import from_atomic
+    return from_atomic(write_tiny_world(tmp_path_factory.mktemp("tiny-world"))).split()

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
             print("\n".join(list_datasets()))
             return 0
         if first.resume is not None and first.model is None:
-            from recstudio.model.base.checkpoint import resumed_model_name
+            from recstudio.train.checkpoint import resumed_model_name
             cls = get_model(resumed_model_name(first.resume))
         else:
             cls = get_model(first.model or "BPR")

@@ -61,7 +61,7 @@ def rmsprop(params, cfg):
     return torch.optim.RMSprop(params, lr=cfg["learning_rate"], weight_decay=cfg["weight_decay"])
 
 
-@OPTIMIZERS.register("sparse_adam")
+@OPTIMIZERS.register("sparse_adam", aliases=("sparseadam",))
 def sparse_adam(params, cfg):
     """SparseAdam: every trainable parameter must be a sparse embedding table (checked by the model)."""
     if cfg["weight_decay"]:
@@ -79,7 +79,7 @@ def exponential(opt, cfg):
     return torch.optim.lr_scheduler.ExponentialLR(opt, cfg["scheduler_gamma"])
 
 
-@SCHEDULERS.register("cosine", aliases=("cosineannealinglr",))
+@SCHEDULERS.register("cosine", aliases=("cosineannealinglr", "cosineannealing"))
 def cosine(opt, cfg):
     return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg["epochs"], 1))
 
@@ -90,6 +90,12 @@ def plateau(opt, cfg):
     from recstudio.eval import higher_is_better
     mode = "max" if higher_is_better(cfg["early_stop_metric"]) else "min"
     return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg["scheduler_gamma"], patience=2)
+
+
+def registered_spelling(registry: Registry):
+    """An option's ``canonical`` hook: a registered name or alias (any case) -> the registered name; an
+    unknown name is returned unchanged, for the option's own error with suggestions."""
+    return lambda name: registry.canonical(name) if name in registry else name
 
 
 def configure(params, cfg: Mapping[str, Any], monitor: str):

@@ -5,12 +5,9 @@ Example:
     >>> [m["name"] for m in recstudio.list_models()][:2]          # doctest: +SKIP
     ['BPR', 'EASE']
 """
-from pathlib import Path
 from typing import Any, Dict, List
 
-import yaml
-
-from recstudio.utils.errors import ConfigError
+from recstudio.model.base.defaults import YAML_SECTIONS, model_yaml  # noqa: F401 (re-exported)
 from recstudio.utils.registry import Registry
 
 MODELS: Registry = Registry("model")
@@ -54,34 +51,6 @@ def list_models() -> List[Dict[str, Any]]:
         out.append({"name": name, "category": cls.category, "base": cls.base_name,
                     "dataset_type": cls.dataset_type, "paper": cls.paper})
     return out
-
-
-#: sections a model's YAML may hold
-YAML_SECTIONS = ("model", "train", "data", "search_space", "conformance", "results")
-
-
-def model_yaml(cls) -> Dict[str, Any]:
-    """The YAML beside a model's file (``<module>.yaml``), one dict per section (missing ones empty):
-
-    - ``model``: the model's own keys and defaults; ``train`` / ``data``: defaults of training / data keys;
-    - ``search_space``: its NNI search space (``train.learning_rate: {_type: loguniform, _value: [...]}``);
-    - ``conformance``: ``config`` (tiny settings for the conformance suite) and ``skip`` (checks it cannot
-      pass, each explained in the model's docstring);
-    - ``results``: its measured test metrics and protocol, for the generated ``docs/models.md``.
-    """
-    import inspect
-    path = Path(inspect.getfile(cls)).with_suffix(".yaml")
-    if not path.is_file():
-        raise ConfigError(f"model {cls.__name__} has no defaults file {path}.")
-    return _read_yaml(str(path))
-
-
-def _read_yaml(path: str) -> Dict[str, Any]:
-    doc = yaml.safe_load(Path(path).read_text()) or {}
-    bad = [k for k in doc if k not in YAML_SECTIONS]
-    if bad:
-        raise ConfigError(f"{path}: unknown sections {bad}; use {', '.join(YAML_SECTIONS)}.")
-    return {s: dict(doc.get(s) or {}) for s in YAML_SECTIONS}
 
 
 def conformance_settings(cls) -> Dict[str, Any]:

@@ -102,6 +102,9 @@ class TrialReporter(Callback):
         >>> trainer = pl.Trainer(callbacks=[TrialReporter("mrr@10")])   # doctest: +SKIP
     """
 
+    #: what the training engine looks for when ``mode`` is ``'tune'`` (it never imports this module)
+    reports_trial = True
+
     def __init__(self, metric: str):
         require_trial()
         import nni

@@ -13,20 +13,13 @@ from recstudio.utils.suggest import did_you_mean
 
 NUMBER = (int, float)
 
-#: other spellings of choice values, lower-case -> canonical value; an alias applies only to an
-#: option whose choices hold its target (torch's scheduler class names for ``scheduler``, ...)
-CHOICE_ALIASES: Dict[str, str] = {
-    "steplr": "step", "exponentiallr": "exponential", "cosineannealinglr": "cosine", "cosineannealing": "cosine",
-    "reducelronplateau": "plateau", "sparseadam": "sparse_adam",
-}
-
-
 def canonical_choice(value: Any, choices: Tuple[Any, ...]) -> Any:
-    """The spelling in ``choices`` of a text ``value`` given in any case or as a known alias
-    (:data:`CHOICE_ALIASES`); other values are returned unchanged.
+    """The spelling in ``choices`` of a text ``value`` given in any case; other values are returned
+    unchanged. (Other names of a registered block, e.g. torch's ``StepLR`` for the ``step`` scheduler, are
+    its registry's aliases, applied by the option's ``canonical`` hook.)
 
     Example:
-        >>> canonical_choice("StepLR", ("step", "cosine")), canonical_choice("IVF", ("flat", "ivf"))
+        >>> canonical_choice("Step", ("step", "cosine")), canonical_choice("IVF", ("flat", "ivf"))
         ('step', 'ivf')
     """
     if not isinstance(value, str) or value in choices:
@@ -35,8 +28,7 @@ def canonical_choice(value: Any, choices: Tuple[Any, ...]) -> Any:
     by_fold = {c.lower(): c for c in choices if isinstance(c, str)}
     if folded in by_fold:
         return by_fold[folded]
-    alias = CHOICE_ALIASES.get(folded.replace("-", "_"), CHOICE_ALIASES.get(folded))
-    return alias if alias in choices else value
+    return value
 
 
 @dataclass(frozen=True)
@@ -51,7 +43,7 @@ class Option:
         nullable: whether ``None`` is allowed.
         canonical: maps a text value to its canonical spelling (e.g. a block registry's
             ``canonical``, so ``loss="BPR"`` is stored as ``'bpr'``); choices are matched in any
-            case (and by :data:`CHOICE_ALIASES`) without it.
+            case without it.
 
     Example:
         >>> Option(64, (int,), "embedding size").check("embed_dim", 32)

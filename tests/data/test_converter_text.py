@@ -122,9 +122,41 @@ def test_lastfm_names_with_quotes_latin1_and_nel(tmp_path):
     assert column(tables, "item", "tag_id") == ["", "13"]
 
 
+def test_frappe_context_tokens_and_meta_text(tmp_path):
+    src = tmp_path / "raw"
+    head = "user\titem\tcnt\tdaytime\tweekday\tisweekend\thomework\tcost\tweather\tcountry\tcity\n"
+    write(src / "frappe.csv", head + 'u1\tcom.a\t3\tmorning\tsunday\tweekend\thome\tfree\tsunny\tC\xf4te d"Ivoire\t0\n'
+                                     "u2\tcom.b\t1\tevening\tmonday\tworkday\twork\tfree\trainy\tUnited States\t1\n"
+                                     "u2\tcom.c\t1\tnight\tmonday\tworkday\twork\tfree\trainy\tUnited States\t1\n")
+    tables = convert("frappe", src, tmp_path, num_neg=1, seed=0)
+    assert column(tables, "inter", "country")[0] == 'C\xf4te d"Ivoire'      # a quote and a non-ASCII letter
+    assert column(tables, "inter", "label") == ["1.0", "0.0"] * 3
+
+
+def test_ciao_epinions_numeric_ids(tmp_path):
+    from scipy.io import savemat
+    src = tmp_path / "raw"
+    src.mkdir()
+    savemat(src / "rating.mat", {"rating": np.array([[1, 10, 2, 5, 3], [2, 11, 2, 4, 1]], dtype=float)})
+    savemat(src / "trustnetwork.mat", {"trustnetwork": np.array([[1, 2], [2, 1]], dtype=float)})
+    tables = convert("ciao_epinions", src, tmp_path)
+    assert column(tables, "inter", "item_id") == ["10", "11"] and column(tables, "net", "target_id") == ["2", "1"]
+
+
+def test_with_atomic_files_adds_kg_text_unchanged(tmp_path):
+    src = tmp_path / "raw"
+    write(src / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.5,1\n")
+    write(src / "movies.csv", "movieId,title,genres\n10,Title (2002),Drama\n")
+    write(src / "ml.kg", f"head_id:token\trelation_id:token\ttail_id:token\nm.a\tfilm.title\t{LATIN}\n")
+    write(src / "ml.link", "item_id:token\tentity_id:token\n10\tm.a\n")
+    tables = convert("with_atomic_files", src, tmp_path, base="movielens_csv",
+                     files={"kg": "ml.kg", "link": "ml.link"})
+    assert column(tables, "kg", "tail_id") == [LATIN] and column(tables, "link", "entity_id") == ["m.a"]
+
+
 def test_every_registered_converter_is_covered_here():
     covered = {"movielens_100k", "movielens_dat", "movielens_csv", "amazon_reviews", "amazon_ratings", "gowalla",
-               "lastfm_hetrec"}
+               "lastfm_hetrec", "frappe", "ciao_epinions", "with_atomic_files"}
     assert set(list_converters()) <= covered | {c for c in list_converters() if c.startswith("test")}
 
 

@@ -34,6 +34,12 @@ KNOWN_CHECKSUMS = {
     ("ml-20m", "md5", "cd245b17a1ae2cc31bb14903e1204af3"),
     ("amazon-musical-instruments-5core", "md5", "8035b6e3f9194844785b3f4cee296577"),
     ("amazon-musical-instruments-5core", "sha256", "03f9cc27ae13a454cb4ea6cb620fb10546cc1194ef921441d1c5f34addff2748"),
+    # computed from the real files (the original archives / RecBole's atomic files, ../shared/datasets/SHA256SUMS)
+    ("ciao", "sha256", "dee78c18b4a0843791e82b522f632a1166296e6048537b13b18c281a12e8f741"),
+    ("epinions", "sha256", "7eb45830d7cbae511913ed20e82ab4f56760a5e54380dbde7b9e3f9439b53b9a"),
+    ("ml-100k-kg", "md5", "0e33842e24a9c977be4e0107933c0723"),
+    ("ml-100k-kg", "sha256", "200a0636fa07c218119a42e5bac7aa3e26e3665a6f919c1b22909bd412b14779"),
+    ("ml-100k-kg", "sha256", "524dca2c3d62619688ab99b3ec53ea2acb9b64d38eafec3e02bdd0dc6bb7d948"),
 }
 
 

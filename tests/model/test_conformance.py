@@ -1,20 +1,24 @@
 """One test over every registered model (timm-style), on tiny synthetic data.
 
-For each model: it trains briefly with a finite loss, every trainable parameter gets a gradient,
-full-ranking scores have shape [users, num_items], ``recommend`` never returns a seen item,
-save -> load gives identical scores, and for decomposable score functions an ANN index over the
-item vectors returns the exact top-k. A model opts out of a check only through its registry entry
-(``register_model(..., conformance={"skip": [...], "config": {...}})``), never through a list here.
+The data (``tests/conftest.py::write_tiny_world``) has what every family needs: ratings and times, a context
+column, user and item feature tables, a knowledge graph with item links and a social network; each model
+sees only what it declares in ``needs``. For each model: it trains briefly with a finite loss, every
+trainable parameter gets a gradient, training is deterministic under one seed, full-ranking scores have
+shape [users, num_items] and equal the scores of the same (user, item) pairs scored one by one,
+``recommend`` never returns a seen item, save -> load gives identical scores and recommendations, for
+decomposable score functions an ANN index over the item vectors returns the exact top-k (and faiss Flat
+does too), and graph models' cached vectors change after a training step. A model opts out of a check only
+through its YAML's ``conformance: skip`` (or its registry entry), with the reason in its docstring — never
+through a list here.
 """
+import contextlib
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 import recstudio
-from recstudio.data import from_dataframe
 from recstudio.model.base.config import model_options
 from recstudio.model.registry import conformance_settings, get_model, list_models
 
@@ -25,15 +29,8 @@ TINY = {"embed_dim": 8, "gmf_dim": 4, "mlp_dim": 4, "mlp_hidden": [8, 4], "max_s
 
 
 @pytest.fixture(scope="module")
-def tiny_split():
-    rng = np.random.default_rng(0)
-    rows = []
-    for u in range(24):
-        items = rng.choice(np.arange(1, 31), size=int(rng.integers(6, 14)), replace=False)
-        for t, i in enumerate(items):
-            rows.append((f"u{u}", f"i{i}", float(rng.integers(1, 6)), float(t)))
-    df = pd.DataFrame(rows, columns=["u", "i", "r", "t"])
-    return from_dataframe(df, "u", "i", "r", "t").split()
+def tiny_split(tiny_world):
+    return tiny_world
 
 
 def tiny_config(cls):
@@ -61,6 +58,24 @@ def trained(tiny_split, tmp_path_factory):
     return get
 
 
+@contextlib.contextmanager
+def restored(model):
+    """Put the model's parameters, buffers, gradients and mode back after the block."""
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    was_training = model.training
+    try:
+        yield model
+    finally:
+        model.load_state_dict(saved)
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+
+
+def ranking_scores(model, batch):
+    with torch.no_grad():
+        return model.score_users(batch)
+
+
 def eval_batch(model, split):
     ds = model._eval_dataset(split, "test")
     return next(iter(ds.loader(8)))
@@ -81,6 +96,11 @@ def test_every_trainable_parameter_gets_a_gradient(name, trained, tiny_split):
     if model.fit_mode != "gradient":
         assert not [p for p in model.parameters() if p.requires_grad], "non-gradient models hold no trainable params"
         return
+    with restored(model):  # a training-mode forward moves batch-norm statistics: keep the shared model as it was
+        check_gradients(model, tiny_split)
+
+
+def check_gradients(model, tiny_split):
     ds = model._get_dataset_class()(tiny_split, "train", seed=0, **model._dataset_kwargs())
     batch = next(iter(ds.loader(256, shuffle=False)))
     model.train()
@@ -138,3 +158,88 @@ def test_ann_equals_exact_for_decomposable_scorers(name, trained, tiny_split):
     index = build_index("exact", vectors, metric=scorer.metric, ids=torch.arange(1, model.meta.num_items))
     _, ids = index.search(query, 5)
     assert (ids == exact).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_training_is_deterministic_under_one_seed(name, trained, tiny_split, tmp_path):
+    if "determinism" in skips(name):
+        pytest.skip("registry entry: not deterministic")
+    model, metrics = trained(name)
+    cls = get_model(name)
+    again = cls(**tiny_config(cls))
+    again_metrics = again.fit(tiny_split, run_dir=tmp_path / "again")
+    assert again_metrics == pytest.approx(metrics, rel=1e-6, abs=1e-9)
+    users = list(tiny_split.dataset.decode_users(np.arange(1, 9)))
+    a_items, a_scores = model.recommend(users, k=5)
+    b_items, b_scores = again.recommend(users, k=5)
+    np.testing.assert_allclose(a_scores, b_scores, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_pair_scores_equal_full_ranking_scores(name, trained, tiny_split):
+    model, _ = trained(name)
+    if model.eval_task != "ranking" or "pair_scores" in skips(name):
+        pytest.skip("no full ranking")
+    model.eval()
+    batch = eval_batch(model, tiny_split)
+    full = ranking_scores(model, batch)
+    gen = torch.Generator().manual_seed(0)
+    items = torch.randint(1, model.meta.num_items, (full.shape[0], 4), generator=gen)
+    with torch.no_grad():
+        state = model.prepare_scoring(batch)
+        pairs = model.score_candidates(batch, state, items)
+        single = model.score_candidates(batch, model.prepare_scoring(batch), items[:, 0])
+    torch.testing.assert_close(pairs, full.gather(1, items), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(single, full.gather(1, items[:, :1]).squeeze(1), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_faiss_flat_equals_exact_for_decomposable_scorers(name, trained, tiny_split):
+    pytest.importorskip("faiss")
+    model, _ = trained(name)
+    scorer = getattr(model, "score_func", None)
+    if scorer is None or not getattr(scorer, "decomposable", False) or "ann" in skips(name):
+        pytest.skip("score function is not decomposable")
+    from recstudio.ann import build_index
+    batch = eval_batch(model, tiny_split)
+    with torch.no_grad():
+        query = scorer.query_vector(model.encode_query(batch))
+        vectors = scorer.item_vector(model.item_vectors())[1:]
+        exact = model.score_users(batch)[:, 1:].topk(5).indices + 1
+    index = build_index("flat", vectors, metric=scorer.metric, ids=torch.arange(1, model.meta.num_items))
+    _, ids = index.search(query, 5)
+    assert (ids == exact).float().mean() > 0.95
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_graph_vectors_are_cached_and_change_after_a_training_step(name, trained, tiny_split):
+    """Vectors propagated over the training graph are computed once per evaluation and reused, and a
+    training step (through the hooks Lightning calls) makes the next evaluation recompute them."""
+    model, _ = trained(name)
+    if not ("train_graph" in model.needs and model.supports_ann and model.fit_mode == "gradient"):
+        pytest.skip("not a graph model with item vectors")
+    with restored(model):  # the step below must not change the shared trained model
+        check_cache_refresh(model, tiny_split)
+
+
+def check_cache_refresh(model, tiny_split):
+    model.eval()
+    with torch.no_grad():
+        before = model.item_vectors().clone()
+        assert torch.equal(model.item_vectors(), before)
+    ds = model._get_dataset_class()(tiny_split, "train", seed=0, **model._dataset_kwargs())
+    batch = next(iter(ds.loader(64, shuffle=False)))
+    model.train()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    opt.zero_grad()
+    loss = model.training_loss(batch)
+    loss.backward()
+    opt.step()
+    model.on_train_batch_end(loss, batch, 0)
+    model.eval()
+    with torch.no_grad():
+        after = model.item_vectors()
+    assert not torch.allclose(before, after), "cached vectors were not refreshed after a training step"
+    model.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(model.item_vectors(), after)  # the refreshed cache is the true value

@@ -18,7 +18,7 @@ import torch
 
 from recstudio.data import from_dataframe
 from recstudio.data.types.base import IndexSampler
-from recstudio.model.base.distributed import ShardedDataModule
+from recstudio.train.distributed import ShardedDataModule
 from recstudio.model.base.meta import DataMeta
 from recstudio.model.registry import get_model
 from recstudio.utils.errors import ConfigError

@@ -18,8 +18,8 @@ import torch
 import recstudio
 from recstudio.commands.train import main as cli_main
 from recstudio.data import from_dataframe
-from recstudio.model.base import checkpoint as ckpt_module
-from recstudio.model.base.checkpoint import (AtomicCheckpointIO, capture_random_state, find_checkpoint,
+from recstudio.train import checkpoint as ckpt_module
+from recstudio.train.checkpoint import (AtomicCheckpointIO, capture_random_state, find_checkpoint,
                                              resume_config, restore_random_state)
 from recstudio.model.registry import get_model
 from recstudio.utils.errors import ConfigError, DataError

@@ -166,8 +166,11 @@ def test_nni_standalone_mode_is_not_a_trial(monkeypatch, tiny_split):
     monkeypatch.delenv("NNI_TRIAL_JOB_ID", raising=False)
     with pytest.raises(ConfigError, match="only inside an NNI trial"):
         recstudio.run("BPR", tiny_split, mode="tune", epochs=1)
-    with pytest.raises(ConfigError, match="only inside an NNI trial"):  # Recommender.fit builds the Trainer
+    with pytest.raises(ConfigError, match="no reporting callback was passed"):  # never trains unreported
         get_model("BPR")(mode="tune", epochs=1, embed_dim=8).fit(tiny_split)
+    with pytest.raises(ConfigError, match="only inside an NNI trial"):
+        from recstudio.tune import TrialReporter
+        TrialReporter("mrr@10")
 
 
 class RecordingChannel:

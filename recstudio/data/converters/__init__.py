@@ -76,10 +76,32 @@ def get_converter(name: str) -> Callable:
                       + f" Registered converters: {list_converters()}; or give 'package.module:function'.")
 
 
+@register_converter("with_atomic_files")
+def convert_with_atomic_files(source, base: str, files: Dict[str, str], base_args: Dict = None):
+    """Run converter ``base`` and add ready RecBole atomic files from another source (e.g. a ``.kg`` and
+    ``.link`` published for the same item ids): ``files`` maps an atomic suffix to a raw file name, found
+    under ``source`` like any raw file (list the file in the spec's ``extra_files`` to download it).
+
+    Example (a registry YAML):
+        ``converter: with_atomic_files``,
+        ``converter_args: {base: movielens_100k, files: {kg: ml-100k.kg, link: ml-100k.link}}``
+    """
+    from recstudio.data.atomic import SUFFIXES, read_atomic
+    tables = get_converter(base)(Path(source), **(base_args or {}))
+    for suffix, filename in files.items():
+        if suffix not in SUFFIXES or suffix in tables:
+            raise ConfigError(f"with_atomic_files: suffix {suffix!r} must be one of {list(SUFFIXES)} not already "
+                              f"made by converter {base!r} (it makes {sorted(tables)}).")
+        tables[suffix] = read_atomic(find_file(source, filename))
+    return tables
+
+
 # register the built-in converters
 from recstudio.data.converters import amazon, gowalla, lastfm, movielens  # noqa: E402
+from recstudio.data.converters import ciao_epinions  # noqa: E402
+from recstudio.data.converters import frappe  # noqa: E402
 
-_BUILTIN_MODULES = (amazon, gowalla, lastfm, movielens)
+_BUILTIN_MODULES = (amazon, gowalla, lastfm, movielens, ciao_epinions, frappe)
 
 
 

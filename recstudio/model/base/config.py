@@ -13,6 +13,7 @@ import yaml
 from torch import nn
 
 from recstudio.data.config import DATA_OPTIONS, check_data_config
+from recstudio.model.base.defaults import model_yaml
 from recstudio.model.base.options import TRAIN_OPTIONS
 from recstudio.utils.errors import ConfigError
 from recstudio.utils.options import Option, option_from_default, resolve_options
@@ -20,7 +21,6 @@ from recstudio.utils.options import Option, option_from_default, resolve_options
 
 def model_options(cls) -> Dict[str, Option]:
     """The model's own keys: defaults from its YAML ``model`` section, help from ``cls.option_help``."""
-    from recstudio.model.registry import model_yaml
     section = model_yaml(cls)["model"]
     missing = [k for k in section if k not in cls.option_help]
     if missing:
@@ -107,7 +107,6 @@ def resolve_config(cls, dataset_config: Optional[Mapping[str, Any]] = None,
     Raises:
         ConfigError: unknown keys (with suggestions) and bad values.
     """
-    from recstudio.model.registry import model_yaml
     options = all_options(cls)
     doc = model_yaml(cls)
     layers = [dataset_config or {}, doc["data"], doc["train"], doc["model"],

@@ -14,6 +14,9 @@ need                 what the context then holds
                      train split only (never a valid or test edge); :meth:`train_matrix` gives it as scipy.
 ``user_features``    user feature fields (:class:`FieldSpec`) and their per-user tensors (row 0 padding).
 ``item_features``    the same for items.
+``context_features`` the fields of the interactions themselves other than user, item, rating and time
+                     (``context_fields``, owner ``context``: e.g. daytime, device, a click label); their
+                     values come with every batch of interactions.
 ``kg``               knowledge-graph triples ``kg_head / kg_relation / kg_tail`` in the entity / relation
                      vocabularies (id 0 = padding), ``num_entities``, ``num_relations`` and ``item_entity``
                      (the entity of each item id, 0 for an item without one: see :attr:`items_without_entity`).
@@ -44,7 +47,7 @@ from recstudio.data.table import IdMap
 from recstudio.utils.errors import ConfigError, DataError
 
 #: what a model may declare in ``needs``
-NEEDS = ("train_graph", "user_features", "item_features", "kg", "social", "item_content")
+NEEDS = ("train_graph", "user_features", "item_features", "context_features", "kg", "social", "item_content")
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,8 @@ class ModelContext:
     item_fields: Dict[str, FieldSpec] = field(default_factory=dict)
     user_features: Dict[str, torch.Tensor] = field(default_factory=dict)
     item_features: Dict[str, torch.Tensor] = field(default_factory=dict)
+    # context_features
+    context_fields: Dict[str, FieldSpec] = field(default_factory=dict)
     # kg
     num_entities: int = 0
     num_relations: int = 0
@@ -187,6 +192,10 @@ class ModelContext:
                     setattr(ctx, f"{owner}_features", tensors)
                 if owner == "item" and "item_content" in needs:
                     ctx.item_content = _content_column(specs, tensors, content_field, name)
+        if "context_features" in needs:
+            skip = {ds.uid_field, ds.iid_field, ds.rating_field, ds.time_field}
+            ctx.context_fields = {n: (FieldSpec(n, s.type, ds.vocab_size(n), "context") if s.is_token else s)
+                                  for n, s in _field_specs(ds.inter, None, "context").items() if n not in skip}
         if "kg" in needs:
             ctx._add_kg(ds, name)
         if "social" in needs:
@@ -277,7 +286,7 @@ class ModelContext:
             v = getattr(self, f.name)
             if f.name in ("user_tokens", "item_tokens"):
                 v = v.tolist()
-            elif f.name in ("user_fields", "item_fields"):
+            elif f.name in ("user_fields", "item_fields", "context_fields"):
                 v = {k: [s.type, s.size, s.owner] for k, s in v.items()}
             elif f.name == "needs":
                 v = sorted(v)
@@ -287,7 +296,7 @@ class ModelContext:
     @classmethod
     def from_state(cls, state: Dict[str, Any]) -> "ModelContext":
         s = dict(state)
-        for key in ("user_fields", "item_fields"):
+        for key in ("user_fields", "item_fields", "context_fields"):
             s[key] = {k: FieldSpec(k, *_spec_args(v, key)) for k, v in s.get(key, {}).items()}
         s["user_tokens"] = np.asarray(s["user_tokens"])
         s["item_tokens"] = np.asarray(s["item_tokens"])

@@ -293,16 +293,15 @@ class InferenceMixin:
     def _require_similar_items(self) -> None:
         if self.supports_similar_items():
             return
-        from recstudio.model.registry import list_models
-        towers = [m["name"] for m in list_models() if m["base"] in ("ItemTower", "TwoTower")]
         if not getattr(self, "supports_ann", False):
             why = f"it is a {self.base_name} model, which has no item vectors"
         else:
             name = getattr(self.score_func, "registry_name", "") or type(self.score_func).__name__
             why = f"its score function {name!r} is not decomposable"
         raise ConfigError(f"similar_items() needs item vectors and a decomposable score function, and "
-                          f"{self.model_name} cannot: {why}. Item-tower models support it ({', '.join(towers)}) "
-                          f"with a decomposable score function (inner_product, cosine, euclidean).")
+                          f"{self.model_name} cannot: {why}. Item-tower and two-tower models support it (python run.py "
+                          "--list-models shows each model's base) with a decomposable score function "
+                          "(inner_product, cosine, euclidean).")
 
     def _similarity_index(self):
         """The model's ANN index when it has one, else an exact index over the current item vectors."""

@@ -127,3 +127,54 @@ class RatingAccumulator:
         n = max(float(totals[2]), 1.0)
         values = {"rmse": float(torch.sqrt(totals[0] / n)), "mae": float(totals[1] / n)}
         return {m: values[m] for m in self.metrics}
+
+
+class CTRAccumulator:
+    """Click-prediction metrics (``auc``, ``gauc``, ``logloss``) of logits against 0/1 labels over all
+    evaluated rows (:class:`recstudio.eval.PointwiseEvaluator`); ``gauc`` groups the rows by user.
+
+    Under distributed evaluation every process's predictions are gathered first (AUC ranks globally).
+
+    Example:
+        >>> acc = CTRAccumulator(["auc", "logloss"])
+        >>> acc.add_predictions(torch.tensor([2.0, -1.0]), torch.tensor([1.0, 0.0]), torch.tensor([1, 1]))
+        >>> acc.compute()["auc"]
+        1.0
+    """
+
+    NAMES = ("auc", "gauc", "logloss")
+
+    @classmethod
+    def check(cls, metrics: Sequence[str]) -> None:
+        bad = [m for m in metrics if str(m).lower() not in cls.NAMES]
+        if bad:
+            raise ConfigError(f"click-prediction (eval_task 'ctr') metrics are {list(cls.NAMES)}, got {bad}; set "
+                              "metrics to some of them.")
+
+    def __init__(self, metrics: Sequence[str]):
+        from recstudio.eval.pointwise import PointwiseEvaluator
+        self.check(metrics)
+        self.metrics = [str(m).lower() for m in metrics]
+        self.evaluator = PointwiseEvaluator(self.metrics, from_logits=True)
+
+    def add_predictions(self, logits: torch.Tensor, labels: torch.Tensor, users: torch.Tensor) -> None:
+        self.evaluator.update(logits.detach().float(), labels.detach().float(), users.detach())
+
+    def compute(self, strategy: Optional[object] = None) -> Dict[str, float]:
+        ev = self.evaluator
+        if strategy is not None and getattr(strategy, "world_size", 1) > 1:
+            dev = strategy.root_device
+            local = [torch.cat(x).to(dev).double() if x else torch.zeros(0, dtype=torch.float64, device=dev)
+                     for x in (ev._scores, ev._labels, ev._groups)]
+            n = torch.tensor([len(local[0])], device=dev)
+            sizes = strategy.all_gather(n).view(-1)
+            top = int(sizes.max())
+            parts = []
+            for t in local:
+                padded = torch.zeros(top, dtype=t.dtype, device=dev)
+                padded[:len(t)] = t
+                g = strategy.all_gather(padded).view(len(sizes), top)
+                parts.append(torch.cat([g[r, :int(s)] for r, s in enumerate(sizes)]).cpu())
+            ev.reset()
+            ev.update(parts[0], parts[1], parts[2].long())
+        return ev.compute()

@@ -1,7 +1,7 @@
 """Training and evaluation options shared by every model (the ``train`` config layer)."""
 from typing import Dict
 
-from recstudio.model.optim import OPTIMIZERS, SCHEDULERS
+from recstudio.model.optim import OPTIMIZERS, SCHEDULERS, registered_spelling
 from recstudio.utils.options import NUMBER, Option
 
 #: every training / evaluation key; a model's YAML may override their defaults
@@ -11,11 +11,11 @@ TRAIN_OPTIONS: Dict[str, Option] = {
     "eval_batch_size": Option(256, (int,), "users per evaluation batch"),
     "learning_rate": Option(1e-3, NUMBER, "optimizer learning rate"),
     "optimizer": Option("adam", (str,), "optimizer (a name from recstudio.model.optim.OPTIMIZERS)",
-                        choices=tuple(OPTIMIZERS.names())),
+                        choices=tuple(OPTIMIZERS.names()), canonical=registered_spelling(OPTIMIZERS)),
     "adam_betas": Option([0.9, 0.999], (list, tuple), "(beta1, beta2) of the adam / adamw / sparse_adam optimizers"),
     "weight_decay": Option(0.0, NUMBER, "L2 penalty added by the optimizer (not used by sparse_adam)"),
     "scheduler": Option(None, (str,), "learning-rate scheduler: step, exponential, cosine, plateau (null: none)",
-                        choices=tuple(SCHEDULERS.names()), nullable=True),
+                        choices=tuple(SCHEDULERS.names()), nullable=True, canonical=registered_spelling(SCHEDULERS)),
     "scheduler_step_size": Option(10, (int,), "epochs between decays of the 'step' scheduler"),
     "scheduler_gamma": Option(0.5, NUMBER, "decay factor of the step / exponential / plateau schedulers"),
     "gradient_clip": Option(None, NUMBER, "clip the gradient norm to this value (null: no clipping)",

@@ -6,9 +6,8 @@ It owns the configuration, the optimizer and scheduler, the training and evaluat
 Subclasses (the three bases in this package) build their blocks in :meth:`build_blocks` and say
 how to score.
 """
-import logging
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
@@ -19,11 +18,9 @@ from recstudio.data.types.evaluation import EvalDataset
 from recstudio.model.base.config import data_config, portable_config, resolve_config
 from recstudio.model.base.inference import InferenceMixin
 from recstudio.model.base.context import FeatureStore, ModelContext, check_needs
-from recstudio.model.base.metrics import (RankingAccumulator, RatingAccumulator, SampledRankingAccumulator,
-                                          monitor_mode)
+from recstudio.model.base.metrics import (CTRAccumulator, RankingAccumulator, RatingAccumulator,
+                                          SampledRankingAccumulator, monitor_mode)
 from recstudio.utils.errors import ConfigError, DataError
-
-log = logging.getLogger(__name__)
 
 #: help text of the training keys most models declare in their YAML
 COMMON_HELP = {
@@ -87,8 +84,10 @@ class Recommender(InferenceMixin, pl.LightningModule):
         """The early-stopping metric must be one of the metrics evaluated (checked before training)."""
         from recstudio.utils.suggest import did_you_mean
         cfg = self.config
-        if self.eval_task == "rating":
+        if self.eval_task in ("rating", "ctr"):
             names = list(cfg["metrics"])
+            if self.eval_task == "ctr":
+                CTRAccumulator.check(names)
         else:
             names = [f"{m}@{k}" for m in cfg["metrics"] for k in cfg["cutoffs"]]
         if cfg["early_stop_metric"] not in names:
@@ -111,20 +110,32 @@ class Recommender(InferenceMixin, pl.LightningModule):
         return None if spec is None else build_loss(spec, context=self._block_context())
 
     def _get_sampler(self):
-        """The ``sampler`` key; ``masked_uniform`` is drawn by the training dataset (exact exclusion of the
-        user's train items, fresh each epoch), so the model holds no sampler for it."""
+        """The ``sampler`` key. ``masked_uniform``: for triplet datasets the training dataset draws the
+        negatives (exact exclusion of the user's train items, fresh each epoch), so the model holds no
+        sampler; other datasets (sequences, ...) have no ``neg_item`` column, so a negative-based loss
+        gets a :class:`MaskedUniformSampler` that excludes each row's positives and history."""
         from recstudio.model.sampler import build_sampler
         spec = self.cfg("sampler")
-        if spec is None or spec == "masked_uniform":
+        if spec is None:
             return None
+        if spec == "masked_uniform":
+            if self.dataset_type == "triplet" or not self.loss_needs("needs_negatives"):
+                return None
+            from recstudio.model.sampler import MaskedUniformSampler
+            return MaskedUniformSampler(self.meta.num_items)  # torch's global RNG, seeded by fit
         kwargs = {"alpha": self.cfg("sampler_alpha", 1.0)} if spec == "popularity" else {}
         return build_sampler(spec, context=self._block_context(), **kwargs)
 
     def _dataset_kwargs(self) -> Dict[str, Any]:
-        needs_neg = self.loss_needs("needs_negatives")
-        if self.dataset_type == "triplet" and needs_neg and self.cfg("sampler") == "masked_uniform":
-            return {"num_neg": self.cfg("num_neg", 1), "neg_sampling": "uniform"}
-        return {}
+        """Keyword arguments of the training dataset. Triplet batches join no feature tables: a model
+        that declares ``user_features`` / ``item_features`` gathers exactly the fields it uses from its
+        :class:`FeatureStore` buffers by id, in training and evaluation alike."""
+        if self.dataset_type != "triplet":
+            return {}
+        kwargs: Dict[str, Any] = {"join_features": False}
+        if self.loss_needs("needs_negatives") and self.cfg("sampler") == "masked_uniform":
+            kwargs.update(num_neg=self.cfg("num_neg", 1), neg_sampling="uniform")
+        return kwargs
 
     def loss_needs(self, flag: str) -> bool:
         loss = getattr(self, "loss_fn", None)
@@ -331,9 +342,9 @@ class Recommender(InferenceMixin, pl.LightningModule):
         return self.score_all_candidates(batch, self.prepare_scoring(batch))
 
     def _eval_dataset(self, split: DataSplit, phase: str):
-        if self.eval_task == "rating":
+        if self.eval_task in ("rating", "ctr"):  # the phase's rows (ctr: labels and context come with them)
             from recstudio.data.types.triplet import TripletDataset
-            return TripletDataset(split, phase, num_neg=0)
+            return TripletDataset(split, phase, num_neg=0, join_features=False)
         return EvalDataset(split, phase, max_seq_len=self._eval_seq_len())
 
     def _eval_seq_len(self) -> Optional[int]:
@@ -344,6 +355,8 @@ class Recommender(InferenceMixin, pl.LightningModule):
         cfg = self.config
         if self.eval_task == "rating":
             return RatingAccumulator(cfg["metrics"])
+        if self.eval_task == "ctr":
+            return CTRAccumulator(cfg["metrics"])
         if cfg["eval_protocol"] == "sampled":
             return SampledRankingAccumulator(cfg["metrics"], cfg["cutoffs"], cfg["eval_negatives"],
                                              cfg["eval_negative_sampling"], self.meta.item_counts, cfg["seed"])
@@ -359,6 +372,10 @@ class Recommender(InferenceMixin, pl.LightningModule):
             state = self.prepare_scoring(batch)
             acc.add_ratings(self.score_candidates(batch, state, batch[self.meta.iid_field]),
                             batch[self.meta.rating_field])
+        elif self.eval_task == "ctr":  # logits of the rows vs their 0/1 labels (the model's ctr_labels)
+            state = self.prepare_scoring(batch)
+            acc.add_predictions(self.score_candidates(batch, state, batch[self.meta.iid_field]),
+                                self.ctr_labels(batch), batch[self.meta.uid_field])
         elif isinstance(acc, SampledRankingAccumulator):
             state = self.prepare_scoring(batch)
             acc.add_sampled(batch, lambda b, ids: self.score_candidates(b, state, ids), self.meta.num_items,
@@ -390,11 +407,13 @@ class Recommender(InferenceMixin, pl.LightningModule):
 
     def _eval_step(self, batch, batch_idx):
         """Accumulate one evaluation batch. Under DDP each process gets every world_size-th batch
-        (an empty one when it has none; see recstudio.model.base.distributed)."""
+        (an empty one when it has none; see recstudio.train.distributed), so batch ``batch_idx`` of this
+        process is batch ``batch_idx * world_size + rank`` of the unsharded evaluation."""
         if self._batch_size(batch) == 0:
             return
-        from recstudio.model.base.distributed import global_batch_number
-        self._accumulate(self._accumulator, batch, global_batch_number(self._trainer, batch_idx))
+        trainer = self._trainer  # batches are dealt round-robin to the processes
+        number = batch_idx if trainer is None else batch_idx * trainer.world_size + trainer.global_rank
+        self._accumulate(self._accumulator, batch, number)
 
     def _finish_eval(self, phase: str):
         """All-reduce the metric sums (under DDP), keep the results, log them as float64 (so
@@ -413,15 +432,21 @@ class Recommender(InferenceMixin, pl.LightningModule):
         self._finish_eval("test")
 
     # ---- the user API ----------------------------------------------------------------------
-    def fit(self, data, run_dir: Optional[Union[str, Path]] = None) -> Dict[str, float]:
+    def fit(self, data, run_dir: Optional[Union[str, Path]] = None, callbacks: Sequence[Any] = ()) -> Dict[str, float]:
         """Train on ``data`` (dataset name, RecDataset or DataSplit), early-stopping on validation,
-        then evaluate the best checkpoint on the test phase.
+        then evaluate the best checkpoint on the test phase, with the training engine
+        (:func:`recstudio.train.fit_model`).
+
+        Args:
+            data: a dataset name, RecDataset or DataSplit.
+            run_dir: the run folder (default ``runs/<model>-<dataset>-<time>``).
+            callbacks: more Lightning callbacks (e.g. a tuner's reporting callback).
 
         Returns:
             The test metrics of the best validation checkpoint.
         """
-        from recstudio.model.base.trainer import fit_model
-        return fit_model(self, self.prepare_data_split(data), run_dir)
+        from recstudio.train.trainer import fit_model
+        return fit_model(self, self.prepare_data_split(data), run_dir, callbacks=callbacks)
 
     def evaluate(self, split: DataSplit, phase: str = "test") -> Dict[str, float]:
         """Full-ranking metrics of ``phase`` without a Trainer (history masked)."""
@@ -447,39 +472,3 @@ class Recommender(InferenceMixin, pl.LightningModule):
             torch.save(ckpt, tmp)
         return path
 
-
-def load_model(path: Union[str, Path]) -> Recommender:
-    """Rebuild a model from a file written by :meth:`Recommender.save`, a Lightning checkpoint
-    of a RecStudio run, or a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``): its
-    class, config, data meta (id maps included) and weights.
-
-    Raises:
-        DataError: a missing file, a run folder without checkpoints, or a file that is not a
-            (complete) RecStudio checkpoint.
-
-    Example:
-        >>> model = recstudio.load("runs/BPR-ml-100k-.../checkpoints/best.ckpt")   # doctest: +SKIP
-        >>> model = recstudio.load("runs/BPR-ml-100k-...")                          # doctest: +SKIP
-        >>> model.recommend(["196"], k=10)
-    """
-    from recstudio.model.base.checkpoint import find_checkpoint, read_checkpoint
-    from recstudio.model.registry import get_model
-    ckpt = read_checkpoint(find_checkpoint(path, prefer=("best.ckpt", "last.ckpt")))
-    info = ckpt["recstudio"]
-    cls = get_model(info["model"])
-    model = cls(config=_loadable_config(cls, info["config"]))  # the subclass's own construction
-    model.build(ModelContext.from_state(info["meta"]))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
-    return model
-
-
-def _loadable_config(cls, saved: Mapping[str, Any]) -> Dict[str, Any]:
-    """The saved config minus keys this version no longer has (a checkpoint of an older release must
-    still load); every kept value is validated again by the constructor."""
-    from recstudio.model.base.config import all_options
-    known = all_options(cls)
-    dropped = sorted(k for k in saved if k not in known)
-    if dropped:
-        log.warning("ignoring config keys %s of the checkpoint, unknown to this version of %s", dropped, cls.__name__)
-    return {k: v for k, v in saved.items() if k in known}

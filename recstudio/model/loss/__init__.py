@@ -14,6 +14,7 @@ from torch import nn
 
 from recstudio.model.loss.base import REDUCTIONS, Loss
 from recstudio.model.loss.ccl import CCLLoss
+from recstudio.model.loss.gbce import GBCELoss
 from recstudio.model.loss.pairwise import BPRLoss, HingeLoss, WARPLoss
 from recstudio.model.loss.pointwise import BCELoss, MSELoss, PointwiseBCELoss, WRMFLoss
 from recstudio.model.loss.softmax import InfoNCELoss, SampledSoftmaxLoss, SoftmaxLoss
@@ -34,6 +35,8 @@ _ENTRIES = [
     ("bce", BCELoss, "negatives (or label)", "binary cross-entropy, negatives labelled 0", ""),
     ("pointwise_bce", PointwiseBCELoss, "label", "binary cross-entropy on 0/1 labels", ""),
     ("ccl", CCLLoss, "negatives", "cosine contrastive loss", "Mao et al., SimpleX, CIKM 2021"),
+    ("gbce", GBCELoss, "negatives, num_items", "generalised BCE, positive term weighted by beta(t, sampling rate)",
+     "Petrov & Macdonald, gSASRec, RecSys 2023"),
     ("mse", MSELoss, "label", "squared error on ratings", ""),
     ("wrmf", WRMFLoss, "label", "confidence-weighted squared error, c = 1 + alpha r",
      "Hu, Koren & Volinsky, ICDM 2008"),
@@ -55,4 +58,5 @@ def build_loss(spec: Union[str, type, nn.Module], context: Optional[Dict[str, An
 
 
 __all__ = ["LOSSES", "REDUCTIONS", "Loss", "build_loss", "SoftmaxLoss", "SampledSoftmaxLoss", "InfoNCELoss",
-           "BPRLoss", "HingeLoss", "WARPLoss", "BCELoss", "PointwiseBCELoss", "CCLLoss", "MSELoss", "WRMFLoss"]
+           "BPRLoss", "HingeLoss", "WARPLoss", "BCELoss", "PointwiseBCELoss", "CCLLoss", "MSELoss", "WRMFLoss",
+           "GBCELoss"]

@@ -1,15 +1,11 @@
 """SASRec: a causal self-attentive encoder of the user's item sequence, trained at every position."""
-from typing import Dict
-
 import torch
 from torch import nn
 
-from recstudio.model.base.itemtower import TOWER_HELP, ItemTowerRecommender
+from recstudio.model.family.sequential import SEQ_HELP, SequentialRecommender
 from recstudio.model.module.sequence import TransformerSeqEncoder
 from recstudio.model.registry import register_model
 from recstudio.utils.errors import ConfigError
-
-ITEM_SEQ, TARGET_SEQ = "item_seq", "target_seq"
 
 
 class SASRecEncoder(TransformerSeqEncoder):
@@ -46,20 +42,9 @@ class SASRecEncoder(TransformerSeqEncoder):
         return x.masked_fill((seq == 0).unsqueeze(-1), 0.0)
 
 
-class _LastPositionQuery(nn.Module):
-    """Query encoder: the sequence encoder's output at the latest item of the left-padded ``item_seq``."""
-
-    def __init__(self, encoder: SASRecEncoder):
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.encoder.encode_last(batch[ITEM_SEQ])
-
-
 @register_model("SASRec", category="seq",
                 paper="W.-C. Kang, J. McAuley. Self-Attentive Sequential Recommendation. ICDM 2018.")
-class SASRec(ItemTowerRecommender):
+class SASRec(SequentialRecommender):
     """SASRec (Kang & McAuley, ICDM 2018).
 
     The item sequence (the last ``max_seq_len`` items, left-padded so the latest is in the last
@@ -68,7 +53,8 @@ class SASRec(ItemTowerRecommender):
     blocks (position ``t`` attends to positions ``<= t`` only). The output ``F_t`` at position ``t``
     predicts item ``s_{t+1}`` with the score ``F_t . M_i`` (``score_func: inner_product``).
 
-    Training uses every position of a sequence at once (one row per user from
+    Built on :class:`~recstudio.model.family.sequential.SequentialRecommender` (only the encoder is
+    SASRec's own). Training uses every position of a sequence at once (one row per user from
     ``Seq2SeqDataset(mode='causal')``: targets are the inputs shifted by one), not the prefix
     expansion of some libraries. Losses (``loss`` key):
 
@@ -80,7 +66,8 @@ class SASRec(ItemTowerRecommender):
       training set, which is the same whenever the history fits in ``max_seq_len + 1`` items).
       ``sampled_softmax`` and the other negative-based losses work too; ``uniform`` /
       ``popularity`` / ``inbatch`` samplers are accepted (negatives that hit an item of the window are
-      then ignored by the loss).
+      then ignored by the loss). ``gbce`` with many negatives (e.g. ``num_neg 256``, ``gbce_t 0.75``)
+      is gSASRec (Petrov & Macdonald, RecSys 2023).
 
     Evaluation (and ``recommend``) encode the user's latest ``max_seq_len`` known items and rank with
     the output at the last position, so nothing after the evaluated point is seen.
@@ -97,19 +84,16 @@ class SASRec(ItemTowerRecommender):
     post-norm layout of :class:`TransformerSeqEncoder`.
 
     Args (config keys): ``embed_dim``, ``n_layers``, ``n_heads``, ``dropout``, ``max_seq_len``,
-    ``norm_first``, ``loss``, ``sampler``, ``num_neg``, ``score_func``, ``adam_betas``; defaults in
-    ``sasrec.yaml``.
+    ``norm_first``, ``loss``, ``sampler``, ``num_neg``, ``score_func``, ``gbce_t``, ``item_feature_fields``
+    (item features added to the item embedding), ``adam_betas``; defaults in ``sasrec.yaml``.
 
     Example:
         >>> model, metrics = recstudio.run(model="SASRec", dataset="ml-100k")     # doctest: +SKIP
     """
 
-    dataset_type = "seq2seq"
     option_help = {
-        **TOWER_HELP,
+        **SEQ_HELP,
         "num_neg": "negatives per position for negative-based losses (bce: 1, as in the paper)",
-        "sampler": "negative sampler for negative-based losses: masked_uniform (uniform over items outside the "
-                   "user's sequence window), uniform, popularity, inbatch",
         "n_layers": "number of self-attention blocks",
         "n_heads": "attention heads per block (embed_dim must be divisible by it)",
         "dropout": "dropout on the embeddings and inside the blocks (paper: 0.2 for ML-1M, 0.5 for sparse data)",
@@ -119,64 +103,8 @@ class SASRec(ItemTowerRecommender):
     }
 
     # ---- hooks -----------------------------------------------------------------------------
-    def _dataset_kwargs(self):
-        return {"max_seq_len": self.cfg("max_seq_len"), "mode": "causal", "padding": "left"}
-
-    def _eval_seq_len(self):
-        return self.cfg("max_seq_len")
-
-    def _get_query_encoder(self) -> nn.Module:
+    def _get_sequence_encoder(self) -> nn.Module:
         c = self.config
-        return _LastPositionQuery(SASRecEncoder(
-            self.meta.num_items, c["embed_dim"], c["max_seq_len"], n_layers=c["n_layers"], n_heads=c["n_heads"],
-            dropout=c["dropout"], item_embedding=self.item_encoder, norm_first=c["norm_first"]))
-
-    def _get_sampler(self):
-        if self.cfg("sampler") == "masked_uniform" and self.loss_needs("needs_negatives"):
-            from recstudio.model.sampler import MaskedUniformSampler
-            return MaskedUniformSampler(self.meta.num_items)  # torch's global RNG, seeded by fit
-        return super()._get_sampler()
-
-    def build_blocks(self) -> None:
-        super().build_blocks()
-        if self.loss_fn is None:
-            raise ConfigError("SASRec needs a loss: set loss to softmax (default) or bce (the paper's).")
-        if self.loss_fn.pointwise:
-            raise ConfigError(f"SASRec trains on next items without labels; loss {self.cfg('loss')!r} is pointwise. "
-                              "Use softmax, bce, sampled_softmax or bpr.")
-        if self.loss_fn.needs_negatives and self.sampler is None:
-            raise ConfigError(f"loss {self.cfg('loss')!r} needs negatives: set sampler (e.g. masked_uniform).")
-
-    # ---- training --------------------------------------------------------------------------
-    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
-        """``F``: the encoder's output ``[B, L, d]`` at every position of ``item_seq``."""
-        return self.query_encoder.encoder(item_seq)
-
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """The loss at every position with a target (``target_seq > 0``), averaged over positions."""
-        seq, target = batch[ITEM_SEQ], batch[TARGET_SEQ]
-        hidden = self.sequence_output(seq)
-        has_target = target > 0
-        query = hidden[has_target]  # [P, d]
-        pos_ids = target[has_target]  # [P]
-        loss = self.loss_fn
-        inputs = {"pos_score": self.score_func(query, self.encode_items(pos_ids))}
-        if loss.needs_all_scores:
-            all_score = self.score_func.score_all(query, self.item_vectors())
-            all_score[:, 0] = float("-inf")
-            inputs.update(all_score=all_score, pos_index=pos_ids)
-        if loss.needs_negatives:
-            from recstudio.model.sampler import InBatchSampler, accidental_hits
-            k = self.cfg("num_neg")
-            if isinstance(self.sampler, InBatchSampler):  # the other positions' targets
-                log_pos, neg_ids, log_neg = self.sampler(query, k, pos_ids)
-                neg_is_pos = neg_ids == pos_ids[:, None]
-            else:  # per row: target_seq [B, L] with the window's items as history
-                log_pos, neg_ids, log_neg = self.sampler(None, k, target, seq)
-                neg_is_pos = accidental_hits(neg_ids, target, seq)[has_target]
-                neg_ids, log_pos, log_neg = neg_ids[has_target], log_pos[has_target], log_neg[has_target]
-            inputs["neg_score"] = self.score_func(query, self.encode_items(neg_ids))
-            inputs["neg_is_pos"] = neg_is_pos
-            if loss.uses_logq:
-                inputs.update(log_pos_prob=log_pos.to(query.dtype), log_neg_prob=log_neg.to(query.dtype))
-        return loss(**inputs)
+        return SASRecEncoder(self.num_tokens, c["embed_dim"], c["max_seq_len"], n_layers=c["n_layers"],
+                             n_heads=c["n_heads"], dropout=c["dropout"], item_embedding=self.item_encoder,
+                             norm_first=c["norm_first"])

@@ -14,10 +14,10 @@ from pytorch_lightning.loggers import CSVLogger
 
 from recstudio.data.split import DataSplit
 from recstudio.model.base.config import portable_config
-from recstudio.model.base.distributed import (RunFolder, ShardedDataModule, check_distributed_support,
+from recstudio.train.distributed import (RunFolder, ShardedDataModule, check_distributed_support,
                                               epoch_mean_loss, ignore_reduced_metric_warnings, phase_results)
-from recstudio.model.base.checkpoint import AtomicCheckpointIO, ResumePlan
-from recstudio.model.base.resume_callbacks import (FlushLogsOnCheckpoint, ResumedCSVLogger,
+from recstudio.train.checkpoint import AtomicCheckpointIO, ResumePlan
+from recstudio.train.callbacks import (FlushLogsOnCheckpoint, ResumedCSVLogger,
                                                    ResumeState)
 from recstudio.reporting.epochs import EpochClock
 from recstudio.utils.errors import ConfigError
@@ -67,8 +67,8 @@ def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Call
                  resumed_epoch: Optional[int] = None) -> pl.Trainer:
     """A Trainer configured from ``model.config`` (``callbacks``: more callbacks to add).
 
-    Checkpoints are written atomically (:class:`~recstudio.model.base.checkpoint.AtomicCheckpointIO`)
-    and carry the random state (:class:`~recstudio.model.base.resume_callbacks.ResumeState`);
+    Checkpoints are written atomically (:class:`~recstudio.train.checkpoint.AtomicCheckpointIO`)
+    and carry the random state (:class:`~recstudio.train.callbacks.ResumeState`);
     ``resumed_epoch`` (a resumed run's checkpoint epoch) keeps ``logs/metrics.csv``'s rows up to it.
     """
     cfg = model.config
@@ -76,9 +76,6 @@ def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Call
     ignore_reduced_metric_warnings()
     callbacks = [EpochPrinter(), EpochClock(), ResumeState(cfg["early_stop_patience"]), FlushLogsOnCheckpoint(),
                  *callbacks]
-    if cfg["mode"] == "tune":  # an NNI trial: report validation / test metrics to the tuner
-        from recstudio.tune.trial import TrialReporter
-        callbacks.append(TrialReporter(cfg["early_stop_metric"]))
     # last.ckpt after every validation (every epoch without a valid phase), for resuming: Lightning's
     # save_last writes it only when best.ckpt improves. After best, so that it holds best's state.
     last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
@@ -107,13 +104,16 @@ def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Call
         precision=cfg["precision"], gradient_clip_val=cfg["gradient_clip"], check_val_every_n_epoch=cfg["val_every"],
         callbacks=callbacks, logger=loggers, enable_progress_bar=detail, enable_model_summary=detail,
         use_distributed_sampler=False, num_sanity_val_steps=0, default_root_dir=str(run_dir),
-        log_every_n_steps=1, deterministic=False, plugins=[AtomicCheckpointIO()])
+        log_every_n_steps=1, deterministic=False, plugins=[AtomicCheckpointIO()],
+        # evaluation under no_grad, not inference_mode: models cache what they compute while evaluating
+        # (graph vectors, attention, index plans), and inference tensors could not enter a later training step
+        inference_mode=False)
     trainer.recstudio_checkpoint = checkpoint
     return trainer
 
 
 def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = None,
-              resume: Optional["ResumePlan"] = None) -> Dict[str, float]:
+              resume: Optional["ResumePlan"] = None, callbacks: Sequence[Callback] = ()) -> Dict[str, float]:
     """Build ``model`` for ``split``, train it with early stopping and test its best checkpoint.
 
     Writes ``<run_dir>/config.yaml`` (the resolved config), ``logs/metrics.csv``, checkpoints
@@ -126,11 +126,19 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
     process (and, for ``ddp_spawn``, the calling one) returns the same test metrics. See
     ``docs/distributed.md``.
 
-    ``resume`` (:func:`~recstudio.model.base.checkpoint.plan_resume`) continues a run from its
+    ``resume`` (:func:`~recstudio.train.checkpoint.plan_resume`) continues a run from its
     checkpoint in its own folder: weights, optimizer, scheduler, early stopping, best checkpoint,
     epoch and random state (see ``docs/checkpoints.md``).
+
+    ``callbacks`` are added to the Trainer: the caller's reporting (an NNI trial passes
+    :class:`~recstudio.tune.trial.TrialReporter`), so that training never imports ``tune``.
     """
     cfg = model.config
+    if cfg["mode"] == "tune" and not any(getattr(c, "reports_trial", False) for c in callbacks):
+        raise ConfigError("mode 'tune' reports metrics to an NNI trial, but no reporting callback was passed: run "
+                          "it with recstudio.run(..., mode='tune') or python run.py --mode tune (they fetch the "
+                          "trial's parameters and report), started only inside an NNI trial by bash tune.sh "
+                          "config.yaml; or pass callbacks=[recstudio.tune.TrialReporter(metric)] to fit.")
     pl.seed_everything(cfg["seed"], workers=True, verbose=False)
     folder = RunFolder(_run_dir(model, split, run_dir),
                        {"model": model.model_name, "dataset": split.dataset.name, **portable_config(cfg)})
@@ -141,7 +149,7 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
     if model.fit_mode == "closed_form":
         if resume is not None:
             raise ConfigError(f"{model.model_name} is fitted in closed form: there is nothing to resume.")
-        trainer = make_trainer(model, folder.run_dir, has_valid=False, callbacks=[folder])
+        trainer = make_trainer(model, folder.run_dir, has_valid=False, callbacks=[folder, *callbacks])
         check_distributed_support(model, trainer)
         model.fit_closed_form(split)
         if has_valid:
@@ -149,7 +157,7 @@ def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = Non
         trainer.test(model, datamodule=data, verbose=False)
         trainer.save_checkpoint(folder.run_dir / "checkpoints" / "last.ckpt")
     else:
-        trainer = make_trainer(model, folder.run_dir, has_valid, callbacks=[folder],
+        trainer = make_trainer(model, folder.run_dir, has_valid, callbacks=[folder, *callbacks],
                                resumed_epoch=None if resume is None else resume.epoch)
         check_distributed_support(model, trainer)
         trainer.fit(model, datamodule=data, ckpt_path=None if resume is None else str(resume.checkpoint))

@@ -1,7 +1,7 @@
 """Data-parallel (DDP) runs: per-process data shards, one run folder, files written by rank 0.
 
 Under a multi-process strategy (``strategy: ddp`` and ``devices`` x ``num_nodes`` > 1) every
-process runs the same :func:`~recstudio.model.base.trainer.fit_model`. This module holds what
+process runs the same :func:`~recstudio.train.trainer.fit_model`. This module holds what
 makes that right (see ``docs/distributed.md``):
 
 - :class:`ShardedDataModule` builds the loaders inside Lightning's ``*_dataloader()`` hooks, when
@@ -147,14 +147,6 @@ def is_global_zero() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0
 
 
-def global_batch_number(trainer: Optional[pl.Trainer], batch_idx: int) -> int:
-    """The position in the unsharded evaluation of this process's ``batch_idx``-th evaluation
-    batch (the loaders deal batches out round-robin, see :class:`ShardedDataModule`)."""
-    if trainer is None:
-        return batch_idx
-    return batch_idx * trainer.world_size + trainer.global_rank
-
-
 def epoch_mean_loss(trainer: pl.Trainer, module) -> Optional[float]:
     """Mean training loss of the current epoch over every process's steps (``None`` before any step).
 
@@ -194,5 +186,5 @@ def ignore_reduced_metric_warnings() -> None:
 
 
 __all__: List[str] = ["ShardedDataModule", "ValidatedDataModule", "RunFolder", "check_distributed_support",
-                      "is_global_zero", "global_batch_number", "epoch_mean_loss", "phase_results",
+                      "is_global_zero", "epoch_mean_loss", "phase_results",
                       "ignore_reduced_metric_warnings"]

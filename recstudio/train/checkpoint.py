@@ -6,13 +6,14 @@
 - :func:`capture_random_state` / :func:`restore_random_state` cover every random number
   generator a training step may draw from (torch, CUDA, numpy, python, and each
   ``torch.Generator`` a module keeps, e.g. a sampler's); the callbacks of
-  :mod:`recstudio.model.base.resume_callbacks` save them in each checkpoint and put them back
+  :mod:`recstudio.train.callbacks` save them in each checkpoint and put them back
   when a run resumes, so a resumed run draws what the uninterrupted one would have drawn.
 - :func:`find_checkpoint`, :func:`read_checkpoint` and :func:`plan_resume` turn a run folder or
   checkpoint file into what ``python run.py --resume`` / ``recstudio.run(resume=...)`` needs.
 
 See ``docs/checkpoints.md``.
 """
+import logging
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from recstudio.utils.errors import ConfigError, DataError
 from recstudio.utils.io import atomic_path
+
+log = logging.getLogger(__name__)
 
 #: checkpoint key of the random state (saved by ``resume_callbacks.ResumeState``)
 RANDOM_STATE_KEY = "recstudio_random_state"
@@ -240,8 +243,8 @@ class ResumePlan:
     def check_data(self, split) -> None:
         """Raise ``DataError`` unless ``split`` is the data the run was trained on (same users,
         items, id maps and training interactions per item)."""
-        from recstudio.model.base.meta import DataMeta
-        now, then = DataMeta.from_split(split), self.meta_state
+        from recstudio.model.base.context import ModelContext
+        now, then = ModelContext.from_split(split), self.meta_state
         same = (now.num_users == then["num_users"] and now.num_items == then["num_items"]
                 and now.user_tokens.tolist() == list(then["user_tokens"])
                 and now.item_tokens.tolist() == list(then["item_tokens"])
@@ -308,6 +311,43 @@ def plan_resume(resume: Union[str, Path], model: Optional[str] = None, dataset: 
                       epoch=int(ckpt.get("epoch", 0)), meta_state=info["meta"])
 
 
+def load_model(path: Union[str, Path]):
+    """Rebuild a model from a file written by :meth:`Recommender.save`, a Lightning checkpoint
+    of a RecStudio run, or a run folder (its ``checkpoints/best.ckpt``, else ``last.ckpt``): its
+    class, config, data meta (id maps included) and weights.
+
+    Raises:
+        DataError: a missing file, a run folder without checkpoints, or a file that is not a
+            (complete) RecStudio checkpoint.
+
+    Example:
+        >>> model = recstudio.load("runs/BPR-ml-100k-.../checkpoints/best.ckpt")   # doctest: +SKIP
+        >>> model = recstudio.load("runs/BPR-ml-100k-...")                          # doctest: +SKIP
+        >>> model.recommend(["196"], k=10)
+    """
+    from recstudio.model.base.context import ModelContext
+    from recstudio.model.registry import get_model
+    ckpt = read_checkpoint(find_checkpoint(path, prefer=("best.ckpt", "last.ckpt")))
+    info = ckpt["recstudio"]
+    cls = get_model(info["model"])
+    model = cls(config=_loadable_config(cls, info["config"]))  # the subclass's own construction
+    model.build(ModelContext.from_state(info["meta"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model
+
+
+def _loadable_config(cls, saved: Mapping[str, Any]) -> Dict[str, Any]:
+    """The saved config minus keys this version no longer has (a checkpoint of an older release must
+    still load); every kept value is validated again by the constructor."""
+    from recstudio.model.base.config import all_options
+    known = all_options(cls)
+    dropped = sorted(k for k in saved if k not in known)
+    if dropped:
+        log.warning("ignoring config keys %s of the checkpoint, unknown to this version of %s", dropped, cls.__name__)
+    return {k: v for k, v in saved.items() if k in known}
+
+
 __all__ = ["AtomicCheckpointIO", "ResumePlan", "RANDOM_STATE_KEY", "RESUMABLE_KEYS", "capture_random_state",
            "restore_random_state", "remove_partial_files", "find_checkpoint", "read_checkpoint",
-           "resumed_model_name", "resume_config", "plan_resume"]
+           "resumed_model_name", "resume_config", "plan_resume", "load_model"]

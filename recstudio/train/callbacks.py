@@ -14,7 +14,7 @@ from pytorch_lightning.callbacks import Callback, EarlyStopping
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 
-from recstudio.model.base.checkpoint import RANDOM_STATE_KEY, capture_random_state, restore_random_state
+from recstudio.train.checkpoint import RANDOM_STATE_KEY, capture_random_state, restore_random_state
 from recstudio.utils.io import atomic_path
 
 

@@ -1,0 +1,375 @@
+"""The FEATURE family: context-aware click-through-rate (CTR) models over one embedding per field.
+
+A :class:`FeatureRecommender` turns every row ``(user, item, context)`` into field vectors
+``[*, F, d]`` (:class:`~recstudio.model.module.FieldEmbedding`: a table per token field, pooled
+token_seq fields, ``value * v`` for floats) plus a first-order term ``b + sum_f w_f``, and predicts a
+click logit. Its models override one hook:
+
+``interaction(emb)``
+    ``[*, F, d] -> [*]``: what the model adds to the first-order term (FM: the pairwise term;
+    DeepFM: pairwise + an MLP over the concatenated fields). ``build_interaction()`` creates its blocks
+    (``self.num_fields``, ``self.embed_dim`` are known by then).
+
+Fields. The user id, the item id, the user / item feature fields (``.user`` / ``.item`` tables, used
+when the data has them: the model then builds its context with ``user_features`` / ``item_features``
+and gathers them from :class:`~recstudio.model.base.context.FeatureStore` buffers by id, on its own
+device) and the context fields: the interaction columns other than user, item, rating, time and the
+label. ``feature_fields`` selects some of them (default: all). A token_seq field ``x`` with a float_seq
+field ``x_weight`` of the same width is pooled with those weights (``sum_j w_j e_j``), else averaged.
+
+Batches carry exactly the used fields: the training and evaluation rows come from a
+:class:`FieldRowsDataset` (a :class:`~recstudio.data.types.TripletDataset` that joins no feature
+table and keeps only the id, label and used context columns).
+
+Task (``eval_task = 'ctr'``): the label of a row is ``label_field`` (a 0/1 column), else
+``rating >= label_threshold``, else the interactions' ``label`` column; training minimises pointwise
+BCE (``loss: pointwise_bce``); validation / test report ``auc``, ``gauc`` (per-user AUC) and
+``logloss`` on the phase's rows, early stopping on valid ``auc`` (higher is better).
+
+Top-k. The same model ranks every item for a user (``score_all_candidates``: the user's fields,
+every item's fields and the batch's context fields, or padding when the batch has none), so
+``recommend()`` works as for any model.
+
+Example:
+    >>> from recstudio.model.family.feature import FeatureRecommender
+    >>> class LR(FeatureRecommender):          # logistic regression: first-order term only
+    ...     def interaction(self, emb):
+    ...         return emb.new_zeros(emb.shape[:-2])
+"""
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from recstudio.data.types.triplet import NEG_ITEM, TripletDataset
+from recstudio.model.base.context import FeatureStore, ModelContext, check_needs
+from recstudio.model.base.recommender import Recommender
+from recstudio.model.module.field_embedding import FieldEmbedding
+from recstudio.utils.errors import ConfigError, DataError
+from recstudio.utils.suggest import did_you_mean
+
+#: the interaction column taken as the label when neither label_field nor label_threshold is set
+DEFAULT_LABEL = "label"
+#: suffix of a float_seq field holding the pooling weights of the token_seq field it is named after
+WEIGHT_SUFFIX = "_weight"
+
+FEATURE_HELP = {
+    "embed_dim": "size of every field's embedding",
+    "feature_fields": "fields the model uses (null: all): user id, item id, user / item feature fields, "
+                      "context (interaction) fields; a clash of names is resolved as user_<name> / item_<name>",
+    "label_field": "0/1 interaction column holding the label (null: rating >= label_threshold, else the "
+                   "interactions' 'label' column)",
+    "label_threshold": "a row is a click (label 1) when its rating >= this value (null: use label_field or "
+                       "the 'label' column)",
+    "loss": "training loss, a pointwise one (pointwise_bce)",
+    "embed_reg": "L2 penalty embed_reg / 2 * ||E||^2 over every field embedding table and first-order weight, "
+                 "added to each batch's loss (FuxiCTR's embedding_regularizer; 0: none)",
+}
+
+
+class FieldRowsDataset(TripletDataset):
+    """A :class:`TripletDataset` of a phase's rows that keeps only ``keep_fields`` (plus the user and
+    item ids) and joins no feature table: the model gathers user / item features by id.
+
+    Example:
+        >>> ds = FieldRowsDataset(split, "valid", keep_fields=["label", "weekday"])   # doctest: +SKIP
+        >>> sorted(next(iter(ds.loader(4)))) == sorted(["user_id", "item_id", "label", "weekday"])  # doctest: +SKIP
+        True
+    """
+
+    def __init__(self, split, phase: str = "train", keep_fields: Optional[List[str]] = None, **kwargs):
+        kwargs["join_features"] = False
+        super().__init__(split, phase, **kwargs)
+        if keep_fields is not None:
+            keep = set(keep_fields) | {self.uid, self.iid, NEG_ITEM}
+            missing = sorted(set(keep_fields) - set(self.columns))
+            if missing:
+                raise DataError(f"the {phase} rows lack the columns {missing} the model uses; interaction columns "
+                                f"are {sorted(self.columns)}.")
+            for key in [k for k in self.columns if k not in keep]:
+                del self.columns[key]
+                self.field_types.pop(key, None)
+
+
+class _Field:
+    """A used field: batch / embedding key, owner (user, item, context), source column, type, size."""
+
+    def __init__(self, key: str, owner: str, source: str, ftype: str, size: int):
+        self.key, self.owner, self.source, self.type, self.size = key, owner, source, ftype, int(size)
+
+    def __repr__(self) -> str:
+        return f"{self.key}({self.owner}:{self.type}[{self.size}])"
+
+
+class FeatureRecommender(Recommender):
+    """Base of the CTR models: field embeddings, first-order term, pointwise training, auc / gauc /
+    logloss evaluation, and full ranking for top-k (see the module docstring).
+
+    Subclasses implement :meth:`interaction` (and create blocks in :meth:`build_interaction`).
+    """
+
+    base_name = "Feature"
+    dataset_type = "triplet"
+    eval_task = "ctr"
+    option_help = dict(FEATURE_HELP)
+    #: rows x items x fields x dim scored at once when ranking every item
+    score_chunk_elements = 1 << 22
+
+    # ---- hooks for the models ----------------------------------------------------------------
+    def build_interaction(self) -> None:
+        """Create the blocks :meth:`interaction` uses (``self.num_fields``, ``self.embed_dim`` are set)."""
+
+    def interaction(self, emb: torch.Tensor) -> torch.Tensor:
+        """``emb [*, F, d] -> [*]``, added to the first-order term to give the logit."""
+        raise ConfigError(f"{type(self).__name__} is a FeatureRecommender and must define interaction(emb).")
+
+    # ---- the label ---------------------------------------------------------------------------
+    def _label_column(self, columns, rating: Optional[str]) -> Tuple[str, str]:
+        """``(kind, column)``: ``('field', name)`` or ``('threshold', rating)`` for rows with ``columns``."""
+        field, threshold = self.cfg("label_field"), self.cfg("label_threshold")
+        if field is not None and threshold is not None:
+            raise ConfigError(f"set one of label_field ({field!r}) and label_threshold ({threshold}), not both.")
+        if field is not None:
+            if field not in columns:
+                raise ConfigError(f"label_field {field!r} is not an interaction column; columns are "
+                                  f"{sorted(columns)}." + did_you_mean(field, list(columns)))
+            return "field", field
+        if threshold is not None:
+            if rating is None or rating not in columns:
+                raise ConfigError(f"label_threshold {threshold} needs a rating field, and the rows have none "
+                                  f"(columns {sorted(columns)}); set label_field to a 0/1 column instead.")
+            return "threshold", rating
+        if DEFAULT_LABEL in columns:
+            return "field", DEFAULT_LABEL
+        raise ConfigError(f"{self.model_name} needs a label: set label_field (a 0/1 interaction column) or "
+                          f"label_threshold (rating >= t is a click); the rows have columns {sorted(columns)} and "
+                          f"no {DEFAULT_LABEL!r} column.")
+
+    def ctr_labels(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """0/1 float labels ``[B]`` of a batch's rows."""
+        kind, col = self._label_column(batch, self.meta.rating_field)
+        if kind == "field":
+            return batch[col].float()
+        return (batch[col] >= float(self.cfg("label_threshold"))).float()
+
+    # ---- the data ----------------------------------------------------------------------------
+    def context_from(self, split) -> ModelContext:
+        """The context with the user / item feature tables the data has and its context fields (the
+        interaction columns other than user, item, rating, time and the label: ``context_features``, kept in
+        checkpoints with their vocabularies), the training labels checked."""
+        ds = split.dataset
+        needs = set(self.needs) | {"context_features"}
+        for owner, table, key in (("user", ds.user_feat, ds.uid_field), ("item", ds.item_feat, ds.iid_field)):
+            if table is not None and any(n != key for n in table.names):
+                needs.add(f"{owner}_features")
+        ctx = ModelContext.from_split(split, check_needs(needs, type(self).__name__),
+                                      content_field=self.cfg("content_field"))
+        kind, label_col = self._label_column(ds.inter.names, ds.rating_field)
+        ctx.context_fields.pop(label_col, None)
+        self._check_train_labels(split, kind, label_col)
+        return ctx
+
+    def _check_train_labels(self, split, kind: str, col: str) -> None:
+        values = np.asarray(split.dataset.inter[col][split.train], dtype=np.float64)
+        if kind == "threshold":
+            values = (values >= float(self.cfg("label_threshold"))).astype(np.float64)
+        if len(values) and (values.min() < 0 or values.max() > 1):
+            raise DataError(f"label column {col!r} must hold 0/1 labels (or soft labels in [0, 1]); its train values "
+                            f"lie in [{values.min()}, {values.max()}]. Use label_threshold for ratings.")
+        if len(values) == 0 or values.min() == values.max():
+            what = f"rating >= {self.cfg('label_threshold')}" if kind == "threshold" else f"column {col!r}"
+            raise DataError(f"every training label ({what}) is {values[:1].tolist()}: a click model needs both "
+                            "clicks and non-clicks (implicit data with only positives needs sampled negatives, "
+                            "as the frappe converter adds; a binarized rating is all 1: set binarize false).")
+
+    def _register_data_buffers(self, meta: ModelContext) -> None:
+        """Feature stores of the tables the context holds (the data decides, see :meth:`context_from`)."""
+        if "user_features" in meta.needs:
+            self.user_feats = FeatureStore(meta.user_fields, meta.user_features)
+        if "item_features" in meta.needs:
+            self.item_feats = FeatureStore(meta.item_fields, meta.item_features)
+
+    def _get_dataset_class(self):
+        return FieldRowsDataset
+
+    def _batch_columns(self) -> List[str]:
+        """Interaction columns the batches carry besides the ids: the label source and context fields."""
+        cols = [f.source for f in self.fields if f.owner == "context"]
+        cols += [self.weight_source[k] for k in self.weight_source if self.field_by_key[k].owner == "context"]
+        label_field, threshold = self.cfg("label_field"), self.cfg("label_threshold")
+        if label_field is not None:
+            cols.append(label_field)
+        elif threshold is not None:
+            cols.append(self.meta.rating_field)
+        else:
+            cols.append(DEFAULT_LABEL)
+        return list(dict.fromkeys(cols))
+
+    def _dataset_kwargs(self) -> Dict[str, Any]:
+        return {"join_features": False, "num_neg": 0, "keep_fields": self._batch_columns()}
+
+    def _eval_dataset(self, split, phase: str):
+        return FieldRowsDataset(split, phase, num_neg=0, keep_fields=self._batch_columns())
+
+    # ---- building ------------------------------------------------------------------------------
+    def _all_fields(self) -> List[_Field]:
+        m = self.meta
+        out = [_Field(m.uid_field, "user", m.uid_field, "token", m.num_users)]
+        out += [_Field(n, "user", n, s.type, self._width(s, "user")) for n, s in m.user_fields.items()
+                if "user_features" in m.needs]
+        for name, spec in m.context_fields.items():
+            out.append(_Field(name, "context", name, spec.type, spec.size))
+        out.append(_Field(m.iid_field, "item", m.iid_field, "token", m.num_items))
+        out += [_Field(n, "item", n, s.type, self._width(s, "item")) for n, s in m.item_fields.items()
+                if "item_features" in m.needs]
+        taken = {}
+        for f in out:
+            if f.key in taken:
+                f.key = f"{f.owner}_{f.source}"
+                if f.key in taken:
+                    raise ConfigError(f"field names clash: {f.source!r} of the {f.owner}s and {f.key!r}.")
+            taken[f.key] = f
+        return out
+
+    def _width(self, spec, owner: str) -> int:
+        """Embedding size argument: vocabulary (token types), width (float_seq) or 1 (float)."""
+        if spec.type == "float_seq":
+            tensors = self.meta.user_features if owner == "user" else self.meta.item_features
+            return int(tensors[spec.name].shape[1])
+        return spec.size
+
+    def build_blocks(self) -> None:
+        loss = self.loss_fn
+        if loss is None or not getattr(loss, "pointwise", False) or getattr(loss, "needs_negatives", False):
+            raise ConfigError(f"{self.model_name} trains on labelled rows: set loss to a pointwise loss "
+                              f"(pointwise_bce), got {self.cfg('loss')!r}.")
+        every = self._all_fields()
+        by_key = {f.key: f for f in every}
+        weights = {}  # token_seq key -> its float_seq weight key
+        for f in every:
+            w = by_key.get(f.key + WEIGHT_SUFFIX)
+            if f.type == "token_seq" and w is not None and w.type == "float_seq" and w.owner == f.owner:
+                weights[f.key] = w.key
+        chosen = self.cfg("feature_fields")
+        weight_keys = set(weights.values())
+        if chosen is None:
+            keys = [f.key for f in every if f.key not in weight_keys]
+        else:
+            usable = [f.key for f in every if f.key not in weight_keys]
+            for k in chosen:
+                if k in weight_keys:
+                    owner = next(s for s, w in weights.items() if w == k)
+                    raise ConfigError(f"feature_fields: {k!r} holds the pooling weights of {owner!r}; select "
+                                      f"{owner!r} (its weights come with it).")
+                if k not in usable:
+                    raise ConfigError(f"feature_fields: unknown field {k!r}; the fields are {usable}."
+                                      + did_you_mean(k, usable))
+            if not chosen:
+                raise ConfigError("feature_fields is empty; list some fields or set it to null (all).")
+            keys = [k for k in usable if k in chosen]
+        self.fields = [by_key[k] for k in keys]
+        self.field_by_key = {f.key: f for f in self.fields}
+        self.weight_source = {k: by_key[weights[k]].source for k in keys if k in weights}
+        self._weight_fields = {weights[k]: by_key[weights[k]] for k in keys if k in weights}
+        self.field_by_key.update(self._weight_fields)
+        specs = {f.key: (f.type, f.size) for f in self.fields}
+        specs.update({k: (f.type, f.size) for k, f in self._weight_fields.items()})
+        self.query_keys = [f.key for f in self.fields if f.owner != "item"]
+        self.item_keys = [f.key for f in self.fields if f.owner == "item"]
+        self.embed_dim = int(self.cfg("embed_dim"))
+        self.num_fields = len(self.fields)
+        self.embedding = FieldEmbedding(specs, self.embed_dim,
+                                        seq_weights={k: weights[k] for k in keys if k in weights})
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.build_interaction()
+
+    @property
+    def used_fields(self) -> List[str]:
+        """Keys of the fields the model embeds, in order (query fields, then item fields)."""
+        return self.query_keys + self.item_keys
+
+    # ---- field values ----------------------------------------------------------------------------
+    def _owner_values(self, owner: str, ids: torch.Tensor) -> Dict[str, torch.Tensor]:
+        store = getattr(self, f"{owner}_feats", None)
+        id_field = self.meta.uid_field if owner == "user" else self.meta.iid_field
+        out = {}
+        for key, f in self.field_by_key.items():
+            if f.owner != owner:
+                continue
+            out[key] = ids if f.source == id_field else store[f.source][ids]
+        return out
+
+    def _context_values(self, batch: Dict[str, torch.Tensor], rows: int, device) -> Dict[str, torch.Tensor]:
+        """The batch's context columns; a column the batch lacks is padding (id 0, value 0): absent."""
+        out = {}
+        for key, f in self.field_by_key.items():
+            if f.owner != "context":
+                continue
+            if f.source in batch:
+                out[key] = batch[f.source]
+            elif f.type == "token":
+                out[key] = torch.zeros(rows, dtype=torch.long, device=device)
+            elif f.type == "token_seq":
+                out[key] = torch.zeros(rows, 1, dtype=torch.long, device=device)
+            elif f.type == "float":
+                out[key] = torch.zeros(rows, device=device)
+            else:
+                width = f.size if key not in self._weight_fields else 1
+                out[key] = torch.zeros(rows, width, device=device)
+        return out
+
+    def prepare_scoring(self, batch: Dict[str, torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(emb [B, Fq, d], first-order [B])`` of the user and context fields of the batch's rows."""
+        users = batch[self.meta.uid_field]
+        values = {**self._owner_values("user", users), **self._context_values(batch, len(users), users.device)}
+        if not self.query_keys:
+            return users.new_zeros((len(users), 0, self.embed_dim), dtype=self.bias.dtype), \
+                users.new_zeros(len(users), dtype=self.bias.dtype)
+        return self.embedding(values, self.query_keys), self.embedding.first_order(values, self.query_keys)
+
+    def _item_part(self, items: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        values = self._owner_values("item", items)
+        if not self.item_keys:
+            return items.new_zeros((*items.shape, 0, self.embed_dim), dtype=self.bias.dtype), \
+                items.new_zeros(items.shape, dtype=self.bias.dtype)
+        return self.embedding(values, self.item_keys), self.embedding.first_order(values, self.item_keys)
+
+    def _logits(self, q_emb, q_lin, i_emb, i_lin) -> torch.Tensor:
+        """Broadcast query ``[B, 1.., Fq, d]`` and item ``[.., Fi, d]`` parts, then score ``[B, ..]``."""
+        shape = torch.broadcast_shapes(q_emb.shape[:-2], i_emb.shape[:-2])
+        d = self.embed_dim
+        emb = torch.cat([q_emb.expand(*shape, q_emb.shape[-2], d), i_emb.expand(*shape, i_emb.shape[-2], d)], -2)
+        return self.bias + q_lin + i_lin + self.interaction(emb)
+
+    def forward(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Click logits ``[B]`` of a batch's rows (their user, item and context fields)."""
+        return self.score_candidates(batch, self.prepare_scoring(batch), batch[self.meta.iid_field])
+
+    def score_candidates(self, batch, state, items: torch.Tensor) -> torch.Tensor:
+        q_emb, q_lin = self.prepare_scoring(batch) if state is None else state
+        i_emb, i_lin = self._item_part(items)
+        if items.dim() == 2:  # [B, K]
+            q_emb, q_lin = q_emb[:, None], q_lin[:, None]
+        return self._logits(q_emb, q_lin, i_emb, i_lin)
+
+    def score_all_candidates(self, batch, state) -> torch.Tensor:
+        q_emb, q_lin = self.prepare_scoring(batch) if state is None else state
+        rows, n = q_emb.shape[0], self.meta.num_items
+        chunk = max(1, self.score_chunk_elements // max(1, rows * self.num_fields * self.embed_dim))
+        out = torch.empty(rows, n, device=q_emb.device, dtype=q_emb.dtype)
+        for lo in range(0, n, chunk):
+            items = torch.arange(lo, min(lo + chunk, n), device=q_emb.device)
+            i_emb, i_lin = self._item_part(items)
+            out[:, lo:lo + len(items)] = self._logits(q_emb[:, None], q_lin[:, None], i_emb[None], i_lin[None])
+        return out
+
+    # ---- training ------------------------------------------------------------------------------
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Pointwise loss of the rows' logits against their labels (:meth:`ctr_labels`), plus the
+        ``embed_reg`` penalty."""
+        loss = self.loss_fn(pos_score=self.forward(batch), label=self.ctr_labels(batch))
+        reg = float(self.cfg("embed_reg", 0.0))
+        if reg:
+            loss = loss + reg / 2 * sum(p.pow(2).sum() for p in self.embedding.parameters())
+        return loss

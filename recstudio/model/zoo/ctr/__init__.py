@@ -1,0 +1,1 @@
+"""Click-through-rate (context-aware feature) models of the FEATURE family (recstudio.model.family.feature)."""

@@ -1,0 +1,1 @@
+"""Knowledge-aware models: a knowledge graph of item entities beside the interactions."""

@@ -1,0 +1,1 @@
+"""Social recommenders: models that also read a user -> user network (``.net``)."""
