@@ -1,7 +1,7 @@
 """BPR side by side with RecBole 1.2.1 on the same split files, over several seeds, and the speed ratio.
 
 For each seed, RecStudio splits ml-100k with the default protocol (all 100,000 ratings implicit, per-user
-random 8:1:1), writes the three phases as RecBole benchmark files (``ml-100k.train.inter`` /
+random 8:1:1), writes the three phases as RecBole benchmark files (``ml100k.train.inter`` /
 ``.valid.inter`` / ``.test.inter``), and both libraries train BPR on exactly those rows with RecBole's
 defaults (embedding 64, Adam 1e-3, batch 2048, one uniform negative, early stopping after 10 validations
 without improvement of MRR@10, test metrics of the best validation checkpoint, full ranking). Prints each
@@ -39,7 +39,7 @@ t0 = time.perf_counter()
 from recbole.quick_start import run_recbole
 data_path, seed = sys.argv[1], int(sys.argv[2])
 config = {
-    "data_path": data_path, "dataset": "ml-100k", "benchmark_filename": ["train", "valid", "test"],
+    "data_path": data_path, "dataset": "ml100k", "benchmark_filename": ["train", "valid", "test"],
     "load_col": {"inter": ["user_id", "item_id"]}, "seed": seed, "reproducibility": True,
     "eval_args": {"group_by": "user", "order": "RO", "mode": "full"},
     "metrics": ["Recall", "MRR", "NDCG", "Hit", "Precision"], "topk": [10], "valid_metric": "MRR@10",
@@ -53,14 +53,17 @@ print("RESULT " + json.dumps({"test": test, "seconds": time.perf_counter() - t0}
 '''
 
 
-def write_benchmark_files(split, folder: Path) -> None:
-    """The split's phases as RecBole benchmark atomic files (original ids)."""
+def write_benchmark_files(split, folder: Path, name: str = None) -> None:
+    """The split's phases as RecBole benchmark atomic files ``<folder>/<name>.<phase>.inter`` (original ids;
+    ``name`` defaults to the folder's). RecBole replaces a dataset named ``ml-100k`` by its own bundled copy,
+    so the files here are named ``ml100k``."""
     ds = split.dataset
+    name = name or folder.name
     folder.mkdir(parents=True, exist_ok=True)
     for phase, rows in (("train", split.train), ("valid", split.valid), ("test", split.test)):
         users, items = ds.decode_users(ds.users[rows]), ds.decode_items(ds.items[rows])
         lines = ["user_id:token\titem_id:token"] + [f"{u}\t{i}" for u, i in zip(users, items)]
-        (folder / f"ml-100k.{phase}.inter").write_text("\n".join(lines) + "\n")
+        (folder / f"{name}.{phase}.inter").write_text("\n".join(lines) + "\n")
 
 
 def ours(split, seed: int, run_dir: Path):
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
         for seed in args.seeds:
             split = ds.split(seed=seed)
             data_path = Path(tmp) / f"seed{seed}"
-            write_benchmark_files(split, data_path / "ml-100k")
+            write_benchmark_files(split, data_path / "ml100k")
             mine.append(ours(split, seed, Path(tmp) / f"runs{seed}"))
             theirs.append(recbole(args.recbole_python, data_path, seed))
             print(f"seed {seed}: RecStudio {json.dumps({k: round(v, 4) for k, v in mine[-1][0].items()})} "

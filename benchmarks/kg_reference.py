@@ -85,7 +85,9 @@ def main():
         model = cls(epochs=args.epochs, seed=args.seed, quiet=True, **overrides.get(name, {}))
         timer = EpochTimer()
         start = time.perf_counter()
-        metrics = fit_model(model, split, run_dir=data_dir / "runs" / name, callbacks=[timer])
+        run_dir = data_dir / "runs" / name
+        shutil.rmtree(run_dir, ignore_errors=True)  # a reused --data-dir: no stale checkpoints / logs
+        metrics = fit_model(model, split, run_dir=run_dir, callbacks=[timer])
         best = model.trainer.recstudio_checkpoint.best_model_path
         print(json.dumps({"model": name, "overrides": overrides.get(name, {}), "seed": args.seed,
                           "test": {k: round(v, 4) for k, v in metrics.items()},

@@ -110,13 +110,26 @@ class KGAT(KnowledgeRecommender):
     entity has a node of its own with only interaction edges; items linked to the same entity share its node.
     Evaluation propagates once and caches the vectors (invalidated by any in-place weight or attention change).
 
-    Departures: the official code alternates a whole CF epoch with a whole KG epoch and uses two Adam
-    optimizers; here the two steps interleave batch by batch with one optimizer (as many KG batches of
-    ``kg_batch_size`` as interaction batches, about one pass over ml-100k-kg's triples per epoch) and the KG
-    negatives avoid only the true tail (not every tail of the head). KG edges are used in the direction given
-    (RecBole's ``kg_reverse_r: False``; ml-100k-kg already holds each relation's inverse). Defaults: the
-    paper's layers [64, 32, 16] and message dropout 0.1; RecBole 1.2.1's embedding 64, reg weight 1e-5,
-    LeakyReLU slope 0.01, Adam 1e-3, batch 2048.
+    Speed (exact, the same maths): the attention matrix is held as CSR matrices (with their transposes for the
+    backward), built once per attention refresh; every training batch propagates once (as RecBole and the
+    official code do), but only over the nodes the scored users / items depend on (the last layer computes
+    only the users' and items' nodes, the normalised layer outputs are taken only there; see
+    :meth:`_layer_plan`); the attention refresh projects every edge with one matrix product per relation.
+    On ml-100k-kg, one thread: about 8 s of CPU per training epoch (12 s before).
+
+    Defaults and departures: the paper's layers [64, 32, 16] (RecBole 1.2.1's KGAT.yaml has one layer, [64]),
+    message dropout 0.1 and bi-interaction aggregator; RecBole's embedding / kg embedding 64, reg weight 1e-5
+    on both losses (the official code's ``regs [1e-5, 1e-5]``), LeakyReLU slope 0.01, Adam 1e-3 (the paper's
+    grid; the official code's example runs 1e-4 after a BPR-MF pre-training) and batch 2048, KG batch 2048 (the
+    official code's; RecBole's KG batch is the interaction batch, 2048). The official code and RecBole
+    alternate a whole CF epoch with a whole KG epoch (one pass over the triples without replacement; the
+    official code with two Adam optimizers, RecBole with one); here the two steps interleave batch by batch
+    with one optimizer: as many KG batches of ``kg_batch_size`` triples, drawn with replacement, as
+    interaction batches (40 of 2048 on ml-100k-kg, 0.9 of a pass over its 91,631 triples). The KG negatives
+    avoid only the true tail (not every tail of the head). Each triple has its own attention (a (h, t) pair
+    linked by two relations sums both; RecBole's sparse softmax sums their scores instead). KG edges are used
+    in the direction given (RecBole's ``kg_reverse_r: False``; ml-100k-kg already holds each relation's
+    inverse).
 
     Args (config keys): ``embed_dim``, ``kg_embed_dim``, ``layers``, ``mess_dropout``, ``aggregator``,
     ``kg_weight``, ``kg_batch_size``, ``kg_schedule``, ``kg_loss``, ``kg_margin``, ``reg_weight``,
@@ -196,7 +209,8 @@ class KGAT(KnowledgeRecommender):
         and ``keep`` (where its own nodes sit in its input; None: all of it); per layer 0..L the rows of ``S``
         in its output (None: all of it); the rows of the items in ``S``."""
         device = self.adj_indices.device
-        if self._plan is not None and self._plan[0] == device:
+        key = (device, torch.is_inference_mode_enabled())  # inference-mode tensors cannot enter autograd
+        if self._plan is not None and self._plan[0] == key:
             return self._plan[1]
         rows, cols = self.adj_indices
         N, L, U = self.num_nodes, len(self.aggregators), self.meta.num_users
@@ -229,7 +243,7 @@ class KGAT(KnowledgeRecommender):
             out_index.append(None if len(nodes) == len(targets) else pos[targets])
             prev_pos, n_in = pos, len(nodes)
         item_rows = prev_pos[self.item_node]
-        self._plan = (device, (steps, out_index, item_rows))
+        self._plan = (key, (steps, out_index, item_rows))
         return self._plan[1]
 
     def adjacency(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:

@@ -1,5 +1,4 @@
 """DiffNet: user vectors diffused over the social network, plus the mean of the user's items."""
-from typing import Dict
 
 import torch
 from torch import nn
