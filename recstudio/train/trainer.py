@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Union
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
@@ -114,6 +115,23 @@ def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Call
 
 def fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = None,
               resume: Optional["ResumePlan"] = None, callbacks: Sequence[Callback] = ()) -> Dict[str, float]:
+    """Build ``model`` for ``split``, train it with early stopping and test its best checkpoint, with
+    torch's intra-op threads set to ``num_threads`` meanwhile (see :func:`_fit_model`)."""
+    threads = model.config.get("num_threads")
+    if threads is None:
+        return _fit_model(model, split, run_dir, resume, callbacks)
+    if threads < 1:
+        raise ConfigError(f"num_threads must be >= 1 (or null for torch's default), got {threads}.")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _fit_model(model, split, run_dir, resume, callbacks)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = None,
+               resume: Optional["ResumePlan"] = None, callbacks: Sequence[Callback] = ()) -> Dict[str, float]:
     """Build ``model`` for ``split``, train it with early stopping and test its best checkpoint.
 
     Writes ``<run_dir>/config.yaml`` (the resolved config), ``logs/metrics.csv``, checkpoints

@@ -173,3 +173,21 @@ def test_sampled_protocol_and_coverage(split, tmp_path):
     sampled = model.evaluate(split, "test")
     # a target ranked among its user's targets + 5 negatives is in the top 5 at least as often
     assert sampled["hit@5"] >= full["hit@5"]
+
+
+def test_num_threads_holds_while_fitting_and_is_restored(split, tmp_path):
+    from pytorch_lightning.callbacks import Callback
+
+    class Record(Callback):
+        seen = []
+
+        def on_train_batch_start(self, *args):
+            self.seen.append(torch.get_num_threads())
+
+    before = torch.get_num_threads()
+    model = get_model("BPR")(num_threads=1, epochs=1, embed_dim=8, quiet=True)
+    model.fit(split, run_dir=tmp_path / "run", callbacks=[Record()])
+    assert Record.seen and set(Record.seen) == {1}
+    assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="num_threads must be >= 1"):
+        get_model("BPR")(num_threads=0, epochs=1, quiet=True).fit(split, run_dir=tmp_path / "bad")

@@ -34,6 +34,9 @@ TRAIN_OPTIONS: Dict[str, Option] = {
     "ann": Option(None, (str,), "ANN index for top-k retrieval of item-tower models: flat, ivf, hnsw "
                   "(null: exact torch top-k)", choices=("flat", "ivf", "hnsw"), nullable=True),
     "accelerator": Option("cpu", (str,), "Lightning accelerator: cpu, gpu, auto"),
+    "num_threads": Option(None, (int,), "CPU threads of torch's intra-op parallelism while fit() runs (null: torch's "
+                          "default, one per core; the previous value is restored after). 1 avoids a ~10x slow-down "
+                          "of small models on a 2-core machine that other processes also use", nullable=True),
     "devices": Option(1, (int, str), "number of devices (or 'auto')"),
     "strategy": Option("auto", (str,), "Lightning strategy: ddp (command line, torchrun, SLURM), ddp_spawn / "
                        "ddp_notebook (from Python / Jupyter); see docs/distributed.md"),
