@@ -25,14 +25,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from recstudio.utils.cli import parse_overrides  # noqa: E402
 SHARED = Path("/work/shared/datasets/frappe")
 
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def main() -> None:
@@ -44,7 +39,7 @@ def main() -> None:
     parser.add_argument("--shared", action="store_true", help="link the raw files from /work/shared/datasets/frappe")
     parser.add_argument("--run_dir", default="/tmp/recstudio-ctr-reference")
     args, rest = parser.parse_known_args()
-    overrides = {rest[i].lstrip("-"): _value(rest[i + 1]) for i in range(0, len(rest), 2)}
+    overrides = parse_overrides(rest)  # --key value, typed as on the command line
     torch.set_num_threads(1)
     if args.shared:
         raw = Path(args.data_dir) / "frappe" / "raw"

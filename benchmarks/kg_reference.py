@@ -24,6 +24,7 @@ from pytorch_lightning import Callback
 import recstudio
 from recstudio.data import load_dataset
 from recstudio.train.trainer import fit_model
+from recstudio.utils.cli import parse_value
 
 ROOT = Path(__file__).resolve().parents[1]
 ML100K_FILES = ("u.data", "u.item", "u.user", "u.genre", "u.occupation", "u.info", "README")
@@ -54,12 +55,6 @@ def ml100k_kg_dataset(kg_dir: Path, ml100k_dir: Path, data_dir: Path):
                 shutil.copyfile(folder / name, raw / name)
     return load_dataset("ml-100k-kg", data_dir=str(data_dir))
 
-
-def parse_value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def main():

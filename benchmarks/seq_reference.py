@@ -19,13 +19,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from recstudio.utils.cli import parse_overrides  # noqa: E402
 
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def main() -> None:
@@ -35,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2022)
     parser.add_argument("--run_dir", default="/tmp/recstudio-seq-reference")
     args, rest = parser.parse_known_args()
-    overrides = {rest[i].lstrip("-"): _value(rest[i + 1]) for i in range(0, len(rest), 2)}
+    overrides = parse_overrides(rest)  # --key value, typed as on the command line
     torch.set_num_threads(1)
     import pandas as pd
 

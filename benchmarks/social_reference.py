@@ -32,22 +32,6 @@ import torch
 LASTFM_FILES = ("user_artists.dat", "artists.dat", "user_friends.dat")
 
 
-def epoch_timer():
-    """A callback recording the seconds of each training epoch (the evaluation excluded)."""
-    from pytorch_lightning import Callback
-
-    class EpochTimer(Callback):
-        def __init__(self):
-            self.seconds = []
-
-        def on_train_epoch_start(self, trainer, module):
-            self._t = time.perf_counter()
-
-        def on_train_epoch_end(self, trainer, module):
-            self.seconds.append(time.perf_counter() - self._t)
-    return EpochTimer()
-
-
 def run_recbole(model: str, data_path: Path, epochs: int, seed: int) -> None:
     """RecBole-GNN's ``model`` (or a RecBole general model such as BPR) on ``data_path/lastfm-2k``."""
     from recbole_gnn.quick_start import run_recbole_gnn
@@ -81,12 +65,6 @@ def lastfm_split(raw: Path, data_dir: Path):
     return load_dataset("lastfm-2k", data_dir=str(data_dir)).split()
 
 
-def parse_value(text):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,6 +83,8 @@ def main():
         return run_recbole(args.recbole, args.rb_data, args.epochs, args.seed)
     import recstudio
     from recstudio.train.trainer import fit_model
+    from recstudio.utils.cli import parse_value
+    from kg_reference import EpochTimer  # the same per-epoch training clock (validation excluded)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="social-ref-"))
     split = lastfm_split(args.raw, data_dir)
     overrides = {}
@@ -117,7 +97,7 @@ def main():
     for name in args.models:
         cls = recstudio.get_model(name)
         model = cls(epochs=args.epochs, seed=args.seed, quiet=True, **overrides.get(name, {}))
-        timer = epoch_timer()
+        timer = EpochTimer()
         start = time.perf_counter()
         run_dir = Path(tempfile.mkdtemp(prefix=f"{name}-s{args.seed}-", dir=runs))  # a fresh folder per run
         metrics = fit_model(model, split, run_dir=run_dir, callbacks=[timer])

@@ -143,8 +143,12 @@ def test_save_load_gives_identical_scores(name, trained, tiny_split, tmp_path):
     np.testing.assert_allclose(a_scores, b_scores, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("index_name", ["exact", "flat"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_ann_equals_exact_for_decomposable_scorers(name, trained, tiny_split):
+def test_ann_equals_exact_for_decomposable_scorers(name, index_name, trained, tiny_split):
+    """The torch index and faiss Flat (when installed) over the item vectors return the exact top-k."""
+    if index_name != "exact":
+        pytest.importorskip("faiss")
     model, _ = trained(name)
     scorer = getattr(model, "score_func", None)
     if scorer is None or not getattr(scorer, "decomposable", False) or "ann" in skips(name):
@@ -155,7 +159,7 @@ def test_ann_equals_exact_for_decomposable_scorers(name, trained, tiny_split):
         query = scorer.query_vector(model.encode_query(batch))
         vectors = scorer.item_vector(model.item_vectors())[1:]
         exact = model.score_users(batch)[:, 1:].topk(5).indices + 1
-    index = build_index("exact", vectors, metric=scorer.metric, ids=torch.arange(1, model.meta.num_items))
+    index = build_index(index_name, vectors, metric=scorer.metric, ids=torch.arange(1, model.meta.num_items))
     _, ids = index.search(query, 5)
     assert (ids == exact).float().mean() > 0.95
 
@@ -191,24 +195,6 @@ def test_pair_scores_equal_full_ranking_scores(name, trained, tiny_split):
         single = model.score_candidates(batch, model.prepare_scoring(batch), items[:, 0])
     torch.testing.assert_close(pairs, full.gather(1, items), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(single, full.gather(1, items[:, :1]).squeeze(1), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_faiss_flat_equals_exact_for_decomposable_scorers(name, trained, tiny_split):
-    pytest.importorskip("faiss")
-    model, _ = trained(name)
-    scorer = getattr(model, "score_func", None)
-    if scorer is None or not getattr(scorer, "decomposable", False) or "ann" in skips(name):
-        pytest.skip("score function is not decomposable")
-    from recstudio.ann import build_index
-    batch = eval_batch(model, tiny_split)
-    with torch.no_grad():
-        query = scorer.query_vector(model.encode_query(batch))
-        vectors = scorer.item_vector(model.item_vectors())[1:]
-        exact = model.score_users(batch)[:, 1:].topk(5).indices + 1
-    index = build_index("flat", vectors, metric=scorer.metric, ids=torch.arange(1, model.meta.num_items))
-    _, ids = index.search(query, 5)
-    assert (ids == exact).float().mean() > 0.95
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
