@@ -1,4 +1,5 @@
 """The processed dataset: remapped interactions, features and id maps."""
+from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np

@@ -464,7 +464,21 @@ def acquire_raw_files(spec, raw_dir, repo_root, progress: bool = True):
     """
     folder = bundled_folder(spec, repo_root)
     if folder is not None:
-        return folder, {f: {"sha256": d} for f, d in spec.bundled_checksums.items()}, []
+        sources = {f: {"sha256": d} for f, d in spec.bundled_checksums.items()}
+        if not spec.extra_files:
+            return folder, sources, []
+        # the bundled main files plus downloaded extras (e.g. ml-100k-kg: the bundled ml-100k and RecBole's
+        # .kg / .link): the extras are fetched into raw_dir and the bundled files linked beside them
+        raw_dir = Path(raw_dir)
+        linked = raw_dir / folder.name
+        linked.mkdir(parents=True, exist_ok=True)
+        for name in spec.bundled_checksums:
+            if not (linked / name).exists():
+                (linked / name).symlink_to((folder / name).resolve())
+        for d in spec.extra_files:
+            fetch_file(d["url"], raw_dir, d["filename"], d["checksum"], progress=progress)
+            sources[d["filename"]] = d["checksum"] or {"sha256": read_checksum_record(raw_dir).get(d["filename"])}
+        return raw_dir, sources, []
     if not spec.url:
         raise DataError(f"dataset {spec.name!r} is bundled-only, but its folder {Path(repo_root) / spec.bundled} is "
                         f"missing or incomplete (needs {sorted(spec.bundled_checksums)}); restore it from the "

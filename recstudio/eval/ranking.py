@@ -263,6 +263,8 @@ def ranking_metrics(hits: torch.Tensor, n_rel: torch.Tensor,
         c = cum[:, kt - 1]
         if name == "recall":
             out[name] = c / n.clamp(min=1)[:, None]
+        elif name == "recall_trunc":  # hits / min(k, n_rel) (Liang et al. 2018; Steck 2019)
+            out[name] = c / torch.minimum(n[:, None], kf[None, :]).clamp(min=1)
         elif name == "precision":
             out[name] = c / kf * (n > 0)[:, None]
         elif name == "hit":
@@ -297,6 +299,22 @@ def recall(hits: torch.Tensor, n_rel: torch.Tensor, k: Cutoffs = None) -> torch.
         [0.5]
     """
     return _one("recall", hits, n_rel, k)
+
+
+@METRICS.register("recall_trunc", kind="ranking", higher_is_better=True, summary="hits@k / min(k, n_rel)")
+def recall_trunc(hits: torch.Tensor, n_rel: torch.Tensor, k: Cutoffs = None) -> torch.Tensor:
+    """Truncated recall@k = (hits in the top k) / min(k, n_rel).
+
+    The recall of Liang et al. (Variational Autoencoders for Collaborative Filtering, WWW 2018) and
+    Steck (Embarrassingly Shallow Autoencoders, WWW 2019): the denominator is the most hits a top-k
+    list can hold, so a perfect ranking scores 1 whatever the number of relevant items. ``recall``
+    (RecBole's) divides by ``n_rel`` instead; the two agree when ``n_rel <= k``.
+
+    Example:
+        >>> recall_trunc(torch.tensor([[True, False, True]]), torch.tensor([4]), 2).tolist()
+        [0.5]
+    """
+    return _one("recall_trunc", hits, n_rel, k)
 
 
 @METRICS.register("precision", kind="ranking", higher_is_better=True, summary="hits@k / k")
@@ -338,6 +356,7 @@ def map_(hits: torch.Tensor, n_rel: torch.Tensor, k: Cutoffs = None) -> torch.Te
 
 #: name -> per-user metric function ``fn(hits, n_rel, k)`` (the ranking metrics of :data:`METRICS`)
 RANKING_FUNCTIONS = {"recall": recall, "precision": precision, "hit": hit, "mrr": mrr, "ndcg": ndcg, "map": map_}
+RANKING_FUNCTIONS["recall_trunc"] = recall_trunc
 RANKING_METRICS = tuple(RANKING_FUNCTIONS)
 
 

@@ -69,6 +69,76 @@ def sparse_adam(params, cfg):
     return torch.optim.SparseAdam(params, lr=cfg["learning_rate"], betas=_betas(cfg))
 
 
+class SparseDenseAdam(torch.optim.Optimizer):
+    """One optimizer over sparse and dense parameters: torch's ``SparseAdam`` for the param groups marked
+    ``sparse=True`` (tables with sparse gradients, e.g. ``nn.Embedding(sparse=True)``) and ``Adam`` for the
+    others. The inner optimizers share this optimizer's param groups and state, so learning-rate
+    schedulers, ``state_dict`` and checkpoints see one optimizer. Weight decay applies to the dense groups
+    only (SparseAdam has none).
+
+    Example:
+        >>> emb, lin = torch.nn.Embedding(5, 2, sparse=True), torch.nn.Linear(2, 1)
+        >>> opt = SparseDenseAdam([{"params": list(emb.parameters()), "sparse": True},
+        ...                        {"params": list(lin.parameters())}], lr=0.1)
+        >>> lin(emb(torch.tensor([1, 2]))).sum().backward(); opt.step()
+        >>> bool(emb.weight.grad.is_sparse), sorted(len(opt.state[p]) > 0 for p in [emb.weight, lin.weight])
+        (True, [True, True])
+    """
+
+    def __init__(self, groups, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0):
+        parts, shared = [], []
+        for group in groups:
+            group = dict(group) if isinstance(group, dict) else {"params": [group]}
+            sparse = bool(group.pop("sparse", False))
+            params = list(group.pop("params"))
+            if not params:
+                continue
+            if sparse:
+                opt = torch.optim.SparseAdam(params, lr=lr, betas=betas)
+            else:
+                opt = torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay)
+            opt.param_groups[0]["sparse"] = sparse
+            parts.append(opt)
+            shared.append(opt.param_groups[0])
+        if not parts:
+            raise ConfigError("sparse_dense_adam got no parameters to optimise.")
+        self._parts = parts
+        super().__init__(shared, {"lr": lr})
+        self._share()
+
+    def _share(self) -> None:
+        for opt, group in zip(self._parts, self.param_groups):
+            opt.param_groups = [group]
+            opt.state = self.state
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for opt in self._parts:
+            opt.step()
+        return loss
+
+    def load_state_dict(self, state_dict) -> None:
+        super().load_state_dict(state_dict)
+        self._share()
+
+
+@OPTIMIZERS.register("sparse_dense_adam", aliases=("mixed_adam",))
+def sparse_dense_adam(params, cfg):
+    """:class:`SparseDenseAdam`: SparseAdam for param groups given as ``{"params": ..., "sparse": True}``,
+    Adam for the rest (plain tensors included); a model with sparse embedding tables passes such groups
+    from its ``configure_optimizers``."""
+    groups, dense = [], []
+    for p in params:
+        (groups.append(p) if isinstance(p, dict) else dense.append(p))
+    if dense:
+        groups.append({"params": dense})
+    return SparseDenseAdam(groups, lr=cfg["learning_rate"], betas=_betas(cfg), weight_decay=cfg["weight_decay"])
+
+
 @SCHEDULERS.register("step", aliases=("steplr",))
 def step(opt, cfg):
     return torch.optim.lr_scheduler.StepLR(opt, cfg["scheduler_step_size"], cfg["scheduler_gamma"])

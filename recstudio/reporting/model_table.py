@@ -23,7 +23,7 @@ Example:
     True
 """
 from pathlib import Path
-from typing import Any, List, Mapping
+from typing import Any, List, Mapping, Optional
 
 #: the order of the sections (categories not listed come after, alphabetically)
 CATEGORY_ORDER = ("general", "seq", "ctr", "kg", "social", "rating")
@@ -43,8 +43,10 @@ options with their defaults. Every number below is a *test* metric measured by t
 (mean over the seeds listed), next to the reference it is checked against, with the protocol it was
 measured on. The default protocol of the general models on ml-100k: all 100,000 ratings as implicit
 feedback, per-user random 8:1:1 split, full ranking with history masked, early stopping on validation
-MRR@10 (patience 10), seed 2022. Each model's docstring states where it departs from its paper; adding a
-model is described in [adding_a_model.md](adding_a_model.md).
+MRR@10 (patience 10), seed 2022. A model's **card** line is its [reproducibility card](cards/README.md):
+ours beside RecBole 1.2.1, both trained on the same split files (`benchmarks/side_by_side.py`). Each model's
+docstring states where it departs from its paper; adding a model is described in
+[adding_a_model.md](adding_a_model.md).
 """
 
 
@@ -99,8 +101,23 @@ def result_lines(name: str, results: Mapping[str, Any]) -> List[str]:
     return out
 
 
-def render_models_md() -> str:
-    """The text of ``docs/models.md``: one table per category, then each model's measured results."""
+def card_lines(name: str, cards_dir: Optional[Path] = None) -> List[str]:
+    """One bullet per reproducibility card of a model (``docs/cards``): ours beside RecBole, same split files."""
+    from recstudio.reporting.cards import CARDS_DIR, card_summary
+    out = []
+    for dataset, c in card_summary(name, cards_dir or CARDS_DIR).items():
+        text = f"  - card [{dataset}](cards/{name}.md): ndcg@10 {c['ours']:.4f}"
+        if c["recbole"] is not None:
+            text += f" vs RecBole 1.2.1 {c['recbole']:.4f} on the same split files (ratio {c['ratio']:.3f})"
+        else:
+            text += " (RecBole has no such model)"
+        out.append(text + f", {c['seeds']} seed{'s' if c['seeds'] > 1 else ''}")
+    return out
+
+
+def render_models_md(cards_dir: Optional[Path] = None) -> str:
+    """The text of ``docs/models.md``: one table per category, then each model's reproducibility cards (read
+    from ``cards_dir``, default ``docs/cards``) and measured results."""
     from recstudio.model.registry import MODELS, list_models, model_yaml
     models = list_models()
     cats = sorted({m["category"] for m in models},
@@ -116,18 +133,11 @@ def render_models_md() -> str:
         parts.append("\nMeasured:\n")
         for m in rows:
             results = model_yaml(MODELS.get(m["name"]))["results"]
-            if results:
+            cards = card_lines(m["name"], cards_dir)
+            if results or cards:
                 parts.append(f"- {m['name']}")
+                parts.extend(cards)
                 parts.extend(result_lines(m["name"], results))
             else:
                 parts.append(f"- {m['name']}: not measured yet")
     return "\n".join(parts) + "\n"
-
-
-def write_models_md(path: Path) -> bool:
-    """Write the table to ``path``; whether the file changed."""
-    text = render_models_md()
-    old = path.read_text() if path.is_file() else None
-    if old != text:
-        path.write_text(text)
-    return old != text

@@ -123,6 +123,9 @@ def model_search_space(model: str) -> Dict[str, Dict[str, Any]]:
     from recstudio.model.registry import get_model, model_yaml
     cls = get_model(model)
     space = model_yaml(cls)["search_space"]
+    if not space and not model_yaml(cls)["model"]:
+        raise ConfigError(f"{cls.model_name} has no hyperparameters of its own, so there is nothing to tune; "
+                          "give a search_space file of training or data keys to tune those.")
     if not space:
         raise ConfigError(f"{cls.model_name} has no search space; add a search_space section to its YAML "
                           "(like the one in recstudio/model/zoo/general/bpr.yaml).")

@@ -61,6 +61,19 @@ def test_bundled_ml100k_via_prepare(refused_url, tmp_path):
     assert not (tmp_path / "ml-100k" / "raw").exists()
 
 
+def test_ml100k_kg_uses_the_bundled_ml100k_and_downloads_only_the_graph(refused_url, tmp_path):
+    need(BUNDLED_100K / "u.data")
+    need(SHARED / "ml-100k-kg" / "ml-100k.kg")
+    spec = dataclasses.replace(get_spec("ml-100k-kg"), url=refused_url("ml-100k.zip"))  # never fetched
+    raw = tmp_path / "ml-100k-kg" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("ml-100k.kg", "ml-100k.link"):  # as if downloaded: verified against the spec's sha256
+        shutil.copyfile(SHARED / "ml-100k-kg" / name, raw / name)
+    t = read_atomic_folder(prepare_dataset(spec, data_dir=tmp_path, progress=False), "ml-100k-kg")
+    assert len(t["inter"].frame) == 100000 and len(t["link"].frame) == 1598 and len(t["kg"].frame) == 91631
+    assert (raw / "ml-100k" / "u.data").is_symlink() and not (raw / "ml-100k.zip").exists()
+
+
 def test_real_amazon_musical_instruments(refused_url, tmp_path):
     need(AMAZON_MI)
     raw = tmp_path / "amazon-musical-instruments-5core" / "raw"

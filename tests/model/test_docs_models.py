@@ -1,4 +1,5 @@
 """docs/models.md is generated from the registry and the models' YAML ``results`` (``recstudio docs``)."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from recstudio.model.registry import MODELS, list_models, model_yaml
+from recstudio.reporting.cards import plot_cards, render_all
 from recstudio.reporting.model_table import check_results, render_models_md, result_lines
 from recstudio.utils.errors import ConfigError
 
@@ -42,8 +44,45 @@ def test_results_are_rendered_with_reference_and_protocol():
 
 def test_the_docs_command_checks_and_writes(tmp_path):
     out = tmp_path / "models.md"
-    cmd = [sys.executable, "-m", "recstudio", "docs", "--output", str(out)]
+    cards = tmp_path / "cards"
+    write_measurement(cards, "BPR", "ml-100k")
+    cmd = [sys.executable, "-m", "recstudio", "docs", "--output", str(out), "--cards-dir", str(cards)]
     assert subprocess.run(cmd + ["--check"], capture_output=True, text=True).returncode == 1
     assert subprocess.run(cmd, capture_output=True, text=True).returncode == 0
     r = subprocess.run(cmd + ["--check"], capture_output=True, text=True)
     assert r.returncode == 0 and "up to date" in r.stdout
+    assert "| [BPR](BPR.md) | ml-100k | 2 | 0.2800 ± 0.0020 | 0.2900 ± 0.0000 | 0.966 |" in (cards / "README.md").read_text()
+    (cards / "BPR.md").write_text("edited by hand")
+    assert subprocess.run(cmd + ["--check"], capture_output=True, text=True).returncode == 1
+
+
+def aggregate(ndcg, spread, seconds):
+    return {"runs": [{}, {}], "mean": {"ndcg@10": ndcg, "recall@10": ndcg - 0.05}, "spread": {"ndcg@10": spread,
+            "recall@10": spread}, "seconds": seconds, "epoch_seconds": seconds / 50, "epochs": 50, "peak_mb": 500.0}
+
+
+def write_measurement(cards, model, dataset):
+    m = {"model": model, "dataset": dataset, "protocol": "per-user random 8:1:1", "seeds": [1, 2], "threads": 1,
+         "commit": "abc1234", "date": "2026-12-02", "note": "a note", "ours": aggregate(0.28, 0.002, 20.0),
+         "ours_overrides": {"embed_dim": 64}, "recbole_model": model, "recbole": aggregate(0.29, 0.0, 40.0),
+         "recbole_overrides": {}, "ratio": {"ndcg@10": 0.28 / 0.29, "recall@10": 0.23 / 0.24}}
+    (cards / model).mkdir(parents=True, exist_ok=True)
+    (cards / model / f"{dataset}.json").write_text(json.dumps(m))
+
+
+def test_a_card_shows_both_libraries_the_ratio_and_the_cost(tmp_path):
+    write_measurement(tmp_path, "BPR", "ml-100k")
+    files = render_all(tmp_path)
+    card = files[tmp_path / "BPR.md"]
+    assert "Paper: S. Rendle" in card and "Protocol: per-user random 8:1:1." in card
+    assert "| RecStudio | 0.2800 ± 0.0020 | 0.2300 ± 0.0020 | - | - | - | 50 | 0.40 | 20 | 500 |" in card
+    assert "| RecBole 1.2.1 (BPR) | 0.2900 ± 0.0000 |" in card and "| ratio | 0.966 | 0.958 |" in card
+    assert "RecStudio overrides: `embed_dim=64`." in card and "Note: a note" in card
+    assert [p.name for p in plot_cards(tmp_path, "ml-100k")] == ["ndcg_by_model-ml-100k.png",
+                                                                  "quality_vs_time-ml-100k.png"]
+    assert plot_cards(tmp_path, "ml-1m") == []
+
+
+def test_the_cards_in_docs_are_not_stale():
+    for path, text in render_all().items():
+        assert path.is_file() and path.read_text() == text, f"{path} is stale: run `python -m recstudio docs`"

@@ -11,7 +11,7 @@ import yaml
 from recstudio.utils.errors import ConfigError
 
 #: sections a model's YAML may hold
-YAML_SECTIONS = ("model", "train", "data", "search_space", "conformance", "results")
+YAML_SECTIONS = ("model", "train", "data", "search_space", "conformance", "results", "card")
 
 
 def model_yaml(cls) -> Dict[str, Any]:
@@ -21,7 +21,9 @@ def model_yaml(cls) -> Dict[str, Any]:
     - ``search_space``: its NNI search space (``train.learning_rate: {_type: loguniform, _value: [...]}``);
     - ``conformance``: ``config`` (tiny settings for the conformance suite) and ``skip`` (checks it cannot
       pass, each explained in the model's docstring);
-    - ``results``: its measured test metrics and protocol, for the generated ``docs/models.md``.
+    - ``results``: its measured test metrics and protocol, for the generated ``docs/models.md``;
+    - ``card``: how ``benchmarks/zoo.py`` measures its reproducibility card (``recbole_model``: RecBole's name
+      of the model or null when RecBole lacks it; ``datasets``; ``seeds``; ``ours`` / ``recbole``: overrides).
     """
     path = Path(inspect.getfile(cls)).with_suffix(".yaml")
     if not path.is_file():

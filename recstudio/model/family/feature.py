@@ -115,10 +115,19 @@ class FeatureRecommender(Recommender):
     option_help = dict(FEATURE_HELP)
     #: rows x items x fields x dim scored at once when ranking every item
     score_chunk_elements = 1 << 22
+    #: add the first-order term ``sum_f w_f`` to the logit (False: no first-order weights are built, the
+    #: logit is ``bias + interaction(emb)``, for models whose paper has no linear part, e.g. DCN, AutoInt)
+    use_first_order = True
 
     # ---- hooks for the models ----------------------------------------------------------------
     def build_interaction(self) -> None:
         """Create the blocks :meth:`interaction` uses (``self.num_fields``, ``self.embed_dim`` are set)."""
+
+    def embedding_width(self) -> int:
+        """Width ``d`` of every field's vector (``self.num_fields`` is known): ``embed_dim`` by default; a model
+        that packs several vectors into one row (one per interaction order, one per other field) returns a
+        multiple of it and splits ``emb`` in :meth:`interaction`."""
+        return int(self.cfg("embed_dim"))
 
     def interaction(self, emb: torch.Tensor) -> torch.Tensor:
         """``emb [*, F, d] -> [*]``, added to the first-order term to give the logit."""
@@ -277,9 +286,9 @@ class FeatureRecommender(Recommender):
         specs.update({k: (f.type, f.size) for k, f in self._weight_fields.items()})
         self.query_keys = [f.key for f in self.fields if f.owner != "item"]
         self.item_keys = [f.key for f in self.fields if f.owner == "item"]
-        self.embed_dim = int(self.cfg("embed_dim"))
         self.num_fields = len(self.fields)
-        self.embedding = FieldEmbedding(specs, self.embed_dim,
+        self.embed_dim = int(self.embedding_width())
+        self.embedding = FieldEmbedding(specs, self.embed_dim, linear=bool(self.use_first_order),
                                         seq_weights={k: weights[k] for k in keys if k in weights})
         self.bias = nn.Parameter(torch.zeros(1))
         self.build_interaction()
@@ -326,14 +335,20 @@ class FeatureRecommender(Recommender):
         if not self.query_keys:
             return users.new_zeros((len(users), 0, self.embed_dim), dtype=self.bias.dtype), \
                 users.new_zeros(len(users), dtype=self.bias.dtype)
-        return self.embedding(values, self.query_keys), self.embedding.first_order(values, self.query_keys)
+        return self.embedding(values, self.query_keys), self._first_order(values, self.query_keys, users.shape)
 
     def _item_part(self, items: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         values = self._owner_values("item", items)
         if not self.item_keys:
             return items.new_zeros((*items.shape, 0, self.embed_dim), dtype=self.bias.dtype), \
                 items.new_zeros(items.shape, dtype=self.bias.dtype)
-        return self.embedding(values, self.item_keys), self.embedding.first_order(values, self.item_keys)
+        return self.embedding(values, self.item_keys), self._first_order(values, self.item_keys, items.shape)
+
+    def _first_order(self, values: Dict[str, torch.Tensor], keys: List[str], shape) -> torch.Tensor:
+        """``[*shape]``: the first-order term of ``keys``, zeros when ``use_first_order`` is False."""
+        if self.use_first_order:
+            return self.embedding.first_order(values, keys)
+        return self.bias.new_zeros(shape)
 
     def _logits(self, q_emb, q_lin, i_emb, i_lin) -> torch.Tensor:
         """Broadcast query ``[B, 1.., Fq, d]`` and item ``[.., Fi, d]`` parts, then score ``[B, ..]``."""

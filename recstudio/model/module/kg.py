@@ -7,6 +7,10 @@ the recommender). Higher scores mean more plausible triples:
 - :class:`TransE` (Bordes et al., NeurIPS 2013): ``-||h + r - t||_p``.
 - :class:`TransR` (Lin et al., AAAI 2015): ``-||h W_r + r - t W_r||_p``, entities projected into
   the relation's space by a per-relation matrix ``W_r`` (``entity_dim x relation_dim``).
+- :class:`TransH` (Wang et al., AAAI 2014): entities projected onto the relation's hyperplane,
+  ``e - (w_r . e) w_r`` with a unit normal ``w_r``.
+- :class:`TransD` (Ji et al., ACL 2015): ``e_r = I e + (e_p . e) r_p`` with projection vectors of the
+  entity (carried in the entity vector's second half) and of the relation.
 
 ``squared=True`` scores with ``-||.||_2^2`` (what CKE and KGAT train with), ``normalize=True``
 scales ``h W_r``, ``r`` and ``t W_r`` to unit length first (CKE's constraint, as RecBole does).
@@ -135,6 +139,74 @@ class TransR(TransE):
         return super().extra_repr() + f", relation_dim={self.relation_dim}"
 
 
+class TransH(TransE):
+    """``score(h, r, t) = -||h_r + d_r - t_r||_p`` with ``e_r = e - (w_r . e) w_r``: entities projected onto
+    the relation's hyperplane of unit normal ``w_r`` (Wang et al., AAAI 2014, "Knowledge Graph Embedding by
+    Translating on Hyperplanes").
+
+    Args:
+        num_relations: relation ids including the padding id 0.
+        dim: entity and relation vector size.
+        p, squared, normalize: as in :class:`TransE`.
+
+    The normals ``w_r`` start Xavier-normal and are unit-normalised when used (the paper's ``||w_r|| = 1``
+    constraint, as RecBole's KTUP does); the padding relation's normal is zero (no projection).
+    """
+
+    def __init__(self, num_relations: int, dim: int, p: int = 2, squared: bool = False, normalize: bool = False):
+        super().__init__(num_relations, dim, p=p, squared=squared, normalize=normalize)
+        self.normal = IdEmbedding(num_relations, dim, init="xavier")
+
+    def project(self, entity: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        """``e - (w_r . e) w_r`` ``[*, dim]`` of entity vectors ``[*, dim]`` and relation ids ``[*]``."""
+        w = F.normalize(self.normal(relation), p=2, dim=-1)
+        return entity - (entity * w).sum(-1, keepdim=True) * w
+
+
+class TransD(TransE):
+    """``score(h, r, t) = -||h_r + r - t_r||_p`` with ``e_r = I e + (e_p . e) r_p`` (Ji et al., ACL 2015,
+    "Knowledge Graph Embedding via Dynamic Mapping Matrix"): the mapping matrix ``M_re = r_p e_p^T + I``
+    is built from a projection vector of the entity (``e_p``) and one of the relation (``r_p``).
+
+    The entity's projection vector travels with its embedding: entity vectors are ``[*, 2 * dim]``,
+    ``[e ; e_p]`` (a model keeps an entity table of width ``2 * dim``, or concatenates two tables).
+    ``I`` is the ``relation_dim x dim`` identity (truncating or zero-padding ``e``).
+
+    Args:
+        num_relations: relation ids including the padding id 0.
+        dim: entity vector size (the input is ``2 * dim``: embedding and projection vector).
+        relation_dim: relation vector size; default ``dim``.
+        p, squared, normalize: as in :class:`TransE`.
+
+    Example:
+        >>> scorer = TransD(num_relations=3, dim=4)
+        >>> scorer(torch.zeros(2, 8), torch.tensor([1, 2]), torch.zeros(2, 8)).shape
+        torch.Size([2])
+    """
+
+    def __init__(self, num_relations: int, dim: int, relation_dim: int = None, p: int = 2, squared: bool = False,
+                 normalize: bool = False):
+        self.relation_dim = int(relation_dim or dim)
+        super().__init__(num_relations, dim, p=p, squared=squared, normalize=normalize)
+        self.relation_proj = IdEmbedding(num_relations, self.relation_dim, init="xavier")
+
+    def _relation_dim(self) -> int:
+        return self.relation_dim
+
+    def project(self, entity: torch.Tensor, relation: torch.Tensor) -> torch.Tensor:
+        """``I e + (e_p . e) r_p`` ``[*, relation_dim]`` of entity vectors ``[*, 2 * dim]`` (``[e ; e_p]``)."""
+        if entity.shape[-1] != 2 * self.dim:
+            raise ConfigError(f"TransD takes entity vectors [e ; e_p] of size 2 * dim = {2 * self.dim}, "
+                              f"got {entity.shape[-1]}.")
+        e, e_p = entity[..., :self.dim], entity[..., self.dim:]
+        m = self.relation_dim
+        base = e[..., :m] if m <= self.dim else F.pad(e, (0, m - self.dim))
+        return base + (e_p * e).sum(-1, keepdim=True) * self.relation_proj(relation)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", relation_dim={self.relation_dim}"
+
+
 def kg_bpr_loss(pos_score: torch.Tensor, neg_score: torch.Tensor) -> torch.Tensor:
     """``mean(-ln sigma(pos - neg))`` over the batch (``softplus(neg - pos)``, numerically stable).
 
@@ -164,7 +236,8 @@ def embedding_norm(*tensors: torch.Tensor) -> torch.Tensor:
     return total / max(1, tensors[-1].shape[0])
 
 
-KG_SCORERS = {"transe": TransE, "transr": TransR}
+KG_SCORERS = {"transe": TransE, "transr": TransR, "transh": TransH, "transd": TransD}
 KG_LOSSES = ("bpr", "margin")
 
-__all__ = ["TransE", "TransR", "kg_bpr_loss", "kg_margin_loss", "embedding_norm", "KG_SCORERS", "KG_LOSSES"]
+__all__ = ["TransE", "TransR", "TransH", "TransD", "kg_bpr_loss", "kg_margin_loss", "embedding_norm", "KG_SCORERS",
+           "KG_LOSSES"]
