@@ -162,6 +162,21 @@ def plateau(opt, cfg):
     return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg["scheduler_gamma"], patience=2)
 
 
+@SCHEDULERS.register("plateau_fuxictr", aliases=("fuxictr",), monitored=True)
+def plateau_fuxictr(opt, cfg):
+    """FuxiCTR's (and so BARS's) schedule: multiply the learning rate by ``scheduler_gamma`` (FuxiCTR: 0.1)
+    at *every* validation whose early-stopping metric does not improve on the best so far (torch's
+    ``ReduceLROnPlateau`` with patience 0, no cooldown), never below 1e-6 (FuxiCTR's ``lr_decay`` floor).
+    "Improves" is the strict comparison that early stopping and the best checkpoint use (threshold 0;
+    FuxiCTR's ``min_delta`` is 1e-6). With ``early_stop_patience: 2`` training stops after two consecutive
+    non-improving validations, as FuxiCTR's ``_stopping_steps >= early_stop_patience``
+    (``fuxictr/pytorch/models/rank_model.py``, ``checkpoint_and_earlystop``)."""
+    from recstudio.eval import higher_is_better
+    mode = "max" if higher_is_better(cfg["early_stop_metric"]) else "min"
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=cfg["scheduler_gamma"], patience=0,
+                                                      threshold=0.0, threshold_mode="abs", cooldown=0, min_lr=1e-6)
+
+
 def registered_spelling(registry: Registry):
     """An option's ``canonical`` hook: a registered name or alias (any case) -> the registered name; an
     unknown name is returned unchanged, for the option's own error with suggestions."""
