@@ -463,29 +463,24 @@ def acquire_raw_files(spec, raw_dir, repo_root, progress: bool = True):
         >>> acquire_raw_files(get_spec("ml-1m"), "/tmp/rs/ml-1m/raw", ".")    # doctest: +SKIP
     """
     folder = bundled_folder(spec, repo_root)
-    if folder is not None:
-        sources = {f: {"sha256": d} for f, d in spec.bundled_checksums.items()}
-        if not spec.extra_files:
-            return folder, sources, []
-        # the bundled main files plus downloaded extras (e.g. ml-100k-kg: the bundled ml-100k and RecBole's
-        # .kg / .link): the extras are fetched into raw_dir and the bundled files linked beside them
-        raw_dir = Path(raw_dir)
-        linked = raw_dir / folder.name
-        linked.mkdir(parents=True, exist_ok=True)
-        for name in spec.bundled_checksums:
-            if not (linked / name).exists():
-                (linked / name).symlink_to((folder / name).resolve())
-        for d in spec.extra_files:
-            fetch_file(d["url"], raw_dir, d["filename"], d["checksum"], progress=progress)
-            sources[d["filename"]] = d["checksum"] or {"sha256": read_checksum_record(raw_dir).get(d["filename"])}
-        return raw_dir, sources, []
-    if not spec.url:
+    bundled_sources = {f: {"sha256": d} for f, d in spec.bundled_checksums.items()}
+    if folder is not None and not spec.extra_files:
+        return folder, bundled_sources, []
+    if folder is None and not spec.url:
         raise DataError(f"dataset {spec.name!r} is bundled-only, but its folder {Path(repo_root) / spec.bundled} is "
                         f"missing or incomplete (needs {sorted(spec.bundled_checksums)}); restore it from the "
                         "repository.")
     raw_dir = Path(raw_dir)
     sources, extracted = {}, []
-    for index, d in enumerate(spec.downloads()):
+    downloads = list(enumerate(spec.downloads()))
+    if folder is not None:  # the bundled main files linked beside the downloaded extras (ml-100k-kg: .kg / .link)
+        sources.update(bundled_sources)
+        (raw_dir / folder.name).mkdir(parents=True, exist_ok=True)
+        for name in spec.bundled_checksums:
+            if not (raw_dir / folder.name / name).exists():
+                (raw_dir / folder.name / name).symlink_to((folder / name).resolve())
+        downloads = downloads[1:] if spec.url else downloads
+    for index, d in downloads:
         if index == 0 and not (raw_dir / d["filename"]).is_file():
             originals = extracted_originals(spec, raw_dir)
             if originals is not None:

@@ -136,6 +136,14 @@ class KnowledgeRecommender(TwoTowerRecommender):
         reg = float(self.cfg("kg_reg_weight", 0.0))
         return loss + reg * embedding_norm(*vectors) if reg else loss
 
+    def score_items_in_chunks(self, batch: Dict[str, torch.Tensor], state, rows: int) -> torch.Tensor:
+        """Scores ``[rows, num_items]`` from :meth:`score_candidates` over ``item_chunk_size`` items at a time,
+        for models whose score depends on the (user, item) pair (no fixed item vectors: KGCN, RippleNet, KTUP)."""
+        n, chunk = self.meta.num_items, int(self.cfg("item_chunk_size"))
+        ids = torch.arange(n, device=self.device)
+        return torch.cat([self.score_candidates(batch, state, ids[s:s + chunk].expand(rows, -1))
+                          for s in range(0, n, chunk)], dim=1)
+
     def rec_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The ``loss`` key on the towers' scores (:meth:`Recommender.training_loss`), plus ``reg_weight``
         times the norm of the batch's user, positive and (dataset-drawn) negative item vectors."""

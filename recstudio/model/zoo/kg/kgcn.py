@@ -181,11 +181,7 @@ class KGCN(KnowledgeRecommender):
         return scores[:, 0] if flat else scores
 
     def score_all_candidates(self, batch, state) -> torch.Tensor:
-        n, B = self.meta.num_items, state.shape[0]
-        chunk = int(self.cfg("item_chunk_size"))
-        ids = torch.arange(n, device=state.device)
-        return torch.cat([self.score_candidates(batch, state, ids[s:s + chunk].expand(B, -1))
-                          for s in range(0, n, chunk)], dim=1)
+        return self.score_items_in_chunks(batch, state, state.shape[0])
 
     def item_vectors(self) -> torch.Tensor:
         raise ConfigError("KGCN's item vectors depend on the user: use item_vectors_for(users, items).")

@@ -141,9 +141,7 @@ class KTUP(KnowledgeRecommender):
         return self.pair_scores(state, items)
 
     def score_all_candidates(self, batch, state) -> torch.Tensor:
-        n, B, chunk = self.meta.num_items, state.shape[0], int(self.cfg("item_chunk_size"))
-        ids = torch.arange(n, device=state.device)
-        return torch.cat([self.pair_scores(state, ids[s:s + chunk].expand(B, -1)) for s in range(0, n, chunk)], 1)
+        return self.score_items_in_chunks(batch, state, state.shape[0])
 
     def item_vectors(self) -> torch.Tensor:
         raise ConfigError("KTUP's scores depend on the (user, item) pair; it has no fixed item vectors.")

@@ -181,10 +181,7 @@ class RippleNet(KnowledgeRecommender):
         return self.pair_scores(state, items)
 
     def score_all_candidates(self, batch, state) -> torch.Tensor:
-        n, chunk = self.meta.num_items, int(self.cfg("item_chunk_size"))
-        B = state[0].shape[0]
-        ids = torch.arange(n, device=state[0].device)
-        return torch.cat([self.pair_scores(state, ids[s:s + chunk].expand(B, -1)) for s in range(0, n, chunk)], 1)
+        return self.score_items_in_chunks(batch, state, state[0].shape[0])
 
     def item_vectors(self) -> torch.Tensor:
         raise ConfigError("RippleNet's scores depend on the (user, item) pair; it has no fixed item vectors.")
