@@ -2,7 +2,8 @@
 
 Protocol: every log row a positive plus 2 sampled negatives (288,609 rows), context fields daytime,
 weekday, isweekend, homework, cost, weather, country, city, a random 7:2:1 split of all rows, pointwise
-BCE, embedding 10, Adam 1e-3, batch 4096, early stop on valid auc (patience 2), test auc / gauc /
+BCE, embedding 10, Adam 1e-3, batch 4096, FuxiCTR's schedule (``scheduler: plateau_fuxictr``: lr x 0.1 at
+every non-improving validation, floor 1e-6), early stop on valid auc (patience 2), test auc / gauc /
 logloss of the best checkpoint, seed 2022, one thread (``OMP_NUM_THREADS=1``).
 
 Reference (BARS, https://openbenchmark.github.io/BARS/CTR/leaderboard/frappe_x1.html): test AUC

@@ -24,6 +24,9 @@ need                 what the context then holds
                      (directed; a family base symmetrises it by config).
 ``item_content``     ``item_content``: one float vector per item id (row 0 padding) from a float_seq item
                      field (the ``content_field`` key, or the only float_seq field) or given by the caller.
+``history_seq``      nothing more in the context (``history_indptr`` / ``history_indices`` are always there):
+                     a feature (CTR) model's batches then carry each row's position in its user's
+                     time-ordered interactions, so the model reads the items before the row (DIN, DIEN, BST).
 ===================  ======================================================================================
 
 The model registers the feature and content tensors as buffers (:class:`FeatureStore`), so they move with
@@ -47,7 +50,8 @@ from recstudio.data.table import IdMap
 from recstudio.utils.errors import ConfigError, DataError
 
 #: what a model may declare in ``needs``
-NEEDS = ("train_graph", "user_features", "item_features", "context_features", "kg", "social", "item_content")
+NEEDS = ("train_graph", "user_features", "item_features", "context_features", "kg", "social", "item_content",
+         "history_seq")
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,29 @@ class ItemTowerRecommender(Recommender):
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._ann_index = None  # item vectors are about to change
+        if not self.cfg("sampler_refresh_steps", 0):
+            self.refresh_sampler()
+
+    def on_train_batch_start(self, batch, batch_idx):
+        steps = self.cfg("sampler_refresh_steps", 0)
+        if steps and self.sampler is not None and getattr(self.sampler, "needs_item_vectors", False):
+            step = self.global_step if self._trainer is not None else batch_idx
+            if step % steps == 0 or getattr(self.sampler, "refreshes", 1) == 0:
+                self.refresh_sampler()
+
+    def refresh_sampler(self) -> None:
+        """Give a model-based sampler (``needs_item_vectors``) the current item vectors in the score
+        function's space and the training counts; it rebuilds its proposal (k-means cells, ...). Called at
+        the start of every epoch, or every ``sampler_refresh_steps`` steps."""
+        sampler = getattr(self, "sampler", None)
+        if sampler is None or not getattr(sampler, "needs_item_vectors", False):
+            return
+        from recstudio.model.scorer import require_decomposable
+        require_decomposable(self.score_func, f"sampler {self.cfg('sampler')!r}")
+        with torch.no_grad():
+            vectors = self.score_func.item_vector(self.item_vectors()).detach()
+        sampler.bind(self.score_func)
+        sampler.update(item_vectors=vectors, item_counts=self.meta.item_counts)
 
     def on_validation_epoch_start(self):
         super().on_validation_epoch_start()

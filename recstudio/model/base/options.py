@@ -14,7 +14,8 @@ TRAIN_OPTIONS: Dict[str, Option] = {
                         choices=tuple(OPTIMIZERS.names()), canonical=registered_spelling(OPTIMIZERS)),
     "adam_betas": Option([0.9, 0.999], (list, tuple), "(beta1, beta2) of the adam / adamw / sparse_adam optimizers"),
     "weight_decay": Option(0.0, NUMBER, "L2 penalty added by the optimizer (not used by sparse_adam)"),
-    "scheduler": Option(None, (str,), "learning-rate scheduler: step, exponential, cosine, plateau (null: none)",
+    "scheduler": Option(None, (str,), "learning-rate scheduler: step, exponential, cosine, plateau, plateau_fuxictr (lr x gamma at every "
+                        "non-improving validation, the CTR default) (null: none)",
                         choices=tuple(SCHEDULERS.names()), nullable=True, canonical=registered_spelling(SCHEDULERS)),
     "scheduler_step_size": Option(10, (int,), "epochs between decays of the 'step' scheduler"),
     "scheduler_gamma": Option(0.5, NUMBER, "decay factor of the step / exponential / plateau schedulers"),
@@ -51,4 +52,18 @@ TRAIN_OPTIONS: Dict[str, Option] = {
                    "started by `bash tune.sh config.yaml`, see docs/tuning.md)",
                    choices=("light", "detail", "tune")),
     "quiet": Option(False, (bool,), "print nothing (used by tuning trials)"),
+    # model-based negative samplers (recstudio/model/sampler/model_based.py)
+    "sampler_refresh_steps": Option(0, (int,), "refresh a model-based sampler from the current item vectors every "
+                                    "this many training steps (0: at the start of every epoch)"),
+    "sampler_clusters": Option(16, (int,), "k-means codewords per codebook of the cluster_* / midx_* samplers"),
+    "sampler_kmeans_iters": Option(10, (int,), "Lloyd iterations of the cluster_* / midx_* samplers' k-means at each "
+                                   "refresh (faiss.Kmeans when installed, else torch)"),
+    "sampler_metric": Option("auto", (str,), "score of a model-based sampler: ip, l2, or auto (the model's score "
+                             "function)", choices=("auto", "ip", "l2")),
+    "sampler_candidates": Option(32, (int,), "uniform candidates per row of the sir sampler, per negative of dns"),
+    "sampler_checkpoint": Option(None, (str,), "checkpoint or run directory of the trained item-tower model the "
+                                 "retriever sampler proposes from (same dataset)", nullable=True),
+    "sampler_top_n": Option(100, (int,), "neighbours of the positive the retriever sampler proposes from"),
+    "sampler_uniform_mix": Option(0.5, NUMBER, "share of uniform draws of the retriever sampler, in (0, 1]"),
+    "warp_max_trials": Option(100, (int,), "draws of the warp_exact loss before it gives up on a positive"),
 }

@@ -53,6 +53,8 @@ from recstudio.utils.suggest import did_you_mean
 DEFAULT_LABEL = "label"
 #: suffix of a float_seq field holding the pooling weights of the token_seq field it is named after
 WEIGHT_SUFFIX = "_weight"
+#: batch key of a row's position in its user's time-ordered interactions (models declaring ``history_seq``)
+HISTORY_POS = "history_pos"
 
 FEATURE_HELP = {
     "embed_dim": "size of every field's embedding",
@@ -78,7 +80,8 @@ class FieldRowsDataset(TripletDataset):
         True
     """
 
-    def __init__(self, split, phase: str = "train", keep_fields: Optional[List[str]] = None, **kwargs):
+    def __init__(self, split, phase: str = "train", keep_fields: Optional[List[str]] = None,
+                 history_position: bool = False, **kwargs):
         kwargs["join_features"] = False
         super().__init__(split, phase, **kwargs)
         if keep_fields is not None:
@@ -90,6 +93,11 @@ class FieldRowsDataset(TripletDataset):
             for key in [k for k in self.columns if k not in keep]:
                 del self.columns[key]
                 self.field_types.pop(key, None)
+        if history_position:  # ``HISTORY_POS``: the row's index among its user's (user-, time-sorted) rows
+            ds = self.dataset
+            rows = np.asarray(self.rows, dtype=np.int64)
+            self.columns[HISTORY_POS] = self.tensor(rows - ds.user_offsets[ds.users[rows]])
+            self.field_types[HISTORY_POS] = None
 
 
 class _Field:
@@ -198,6 +206,20 @@ class FeatureRecommender(Recommender):
             self.user_feats = FeatureStore(meta.user_fields, meta.user_features)
         if "item_features" in meta.needs:
             self.item_feats = FeatureStore(meta.item_fields, meta.item_features)
+        if "history_seq" in meta.needs:
+            self.register_buffer("history_indptr", meta.history_indptr.long(), persistent=False)
+            self.register_buffer("history_items", meta.history_indices.long(), persistent=False)
+
+    def history_before(self, batch: Dict[str, torch.Tensor], length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(items [B, length], seq_len [B])``: the last ``length`` items the row's user interacted with
+        before the row (time order, left-padded with 0, the latest last), for a model declaring
+        ``history_seq``; a batch without ``HISTORY_POS`` (``recommend``) gets the user's whole known history."""
+        from recstudio.data.types.base import gather_windows
+        self.meta.require("history_seq", type(self).__name__)
+        users = batch[self.meta.uid_field]
+        lo = self.history_indptr[users]
+        hi = lo + batch[HISTORY_POS] if HISTORY_POS in batch else self.history_indptr[users + 1]
+        return gather_windows(self.history_items, lo, hi, int(length), "left")
 
     def _get_dataset_class(self):
         return FieldRowsDataset
@@ -216,10 +238,12 @@ class FeatureRecommender(Recommender):
         return list(dict.fromkeys(cols))
 
     def _dataset_kwargs(self) -> Dict[str, Any]:
-        return {"join_features": False, "num_neg": 0, "keep_fields": self._batch_columns()}
+        return {"join_features": False, "num_neg": 0, "keep_fields": self._batch_columns(),
+                **({"history_position": True} if "history_seq" in self.needs else {})}
 
     def _eval_dataset(self, split, phase: str):
-        return FieldRowsDataset(split, phase, num_neg=0, keep_fields=self._batch_columns())
+        return FieldRowsDataset(split, phase, num_neg=0, keep_fields=self._batch_columns(),
+                                history_position="history_seq" in self.needs)
 
     # ---- building ------------------------------------------------------------------------------
     def _all_fields(self) -> List[_Field]:

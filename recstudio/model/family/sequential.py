@@ -218,18 +218,37 @@ class SequentialRecommender(ItemTowerRecommender):
             all_score = self.score_func.score_all(query, self.item_vectors())
             all_score[:, 0] = float("-inf")
             inputs.update(all_score=all_score, pos_index=pos_ids)
+        if getattr(loss, "needs_vectors", False):  # chunked_softmax: the vectors, not the [P, N] scores
+            from recstudio.model.loss.chunked import decomposed_vectors
+            q, v = decomposed_vectors(self.score_func, query, self.item_vectors())
+            inputs.update(query=q, item_vectors=v, pos_index=pos_ids)
         if loss.needs_negatives:
-            from recstudio.model.sampler import InBatchSampler, accidental_hits
+            from recstudio.model.sampler import InBatchSampler, accidental_hits, is_shared
             k = self.cfg("num_neg")
             if isinstance(self.sampler, InBatchSampler):  # the other positions' targets
                 log_pos, neg_ids, log_neg = self.sampler(query, k, pos_ids)
                 neg_is_pos = neg_ids == pos_ids[:, None]
+            elif getattr(self.sampler, "needs_query", False):  # model-based: one query per position
+                window = seq.masked_fill(seq >= self.meta.num_items, 0)
+                log_pos, neg_ids, log_neg = self.sampler(query, k, pos_ids)
+                rows = torch.nonzero(has_target)[:, 0]
+                neg_is_pos = accidental_hits(neg_ids, pos_ids, window[rows])
             else:  # per row: the targets [B, L] as positives, the row's (unmasked) inputs as history
                 window = seq.masked_fill(seq >= self.meta.num_items, 0)
                 log_pos, neg_ids, log_neg = self.sampler(None, k, target, window)
-                neg_is_pos = accidental_hits(neg_ids, target, window)[has_target]
-                neg_ids, log_pos, log_neg = neg_ids[has_target], log_pos[has_target], log_neg[has_target]
-            inputs["neg_score"] = self.score_func(query, self.encode_items(neg_ids))
+                if is_shared(neg_ids):  # one set of K items for every position: one [P, K] product
+                    shared = neg_ids.reshape(-1, neg_ids.shape[-1])[0]
+                    neg_ids = shared.expand(len(pos_ids), -1)
+                    log_neg = log_neg.reshape(-1, len(shared))[:1].expand(len(pos_ids), -1)
+                    neg_is_pos = shared[None, :] == pos_ids[:, None]
+                    log_pos = log_pos[has_target]
+                else:
+                    neg_is_pos = accidental_hits(neg_ids, target, window)[has_target]
+                    neg_ids, log_pos, log_neg = neg_ids[has_target], log_pos[has_target], log_neg[has_target]
+            if is_shared(neg_ids):
+                inputs["neg_score"] = self.score_func.score_all(query, self.encode_items(neg_ids[0]))
+            else:
+                inputs["neg_score"] = self.score_func(query, self.encode_items(neg_ids))
             inputs["neg_is_pos"] = neg_is_pos
             if loss.uses_logq:
                 inputs.update(log_pos_prob=log_pos.to(query.dtype), log_neg_prob=log_neg.to(query.dtype))

@@ -14,16 +14,20 @@ from torch import nn
 
 from recstudio.model.loss.base import REDUCTIONS, Loss
 from recstudio.model.loss.ccl import CCLLoss
+from recstudio.model.loss.chunked import ChunkedSoftmaxLoss
 from recstudio.model.loss.gbce import GBCELoss
 from recstudio.model.loss.pairwise import BPRLoss, HingeLoss, WARPLoss
 from recstudio.model.loss.pointwise import BCELoss, MSELoss, PointwiseBCELoss, WRMFLoss
 from recstudio.model.loss.softmax import InfoNCELoss, SampledSoftmaxLoss, SoftmaxLoss
+from recstudio.model.loss.warp_exact import ExactWARPLoss
 from recstudio.utils.registry import Registry
 
 LOSSES: Registry = Registry("loss")
 
 _ENTRIES = [
     ("softmax", SoftmaxLoss, "all_score", "full softmax cross-entropy over all items", ""),
+    ("chunked_softmax", ChunkedSoftmaxLoss, "query and item vectors",
+     "full softmax over item blocks: the [B, N] logits never held (bounded memory)", ""),
     ("sampled_softmax", SampledSoftmaxLoss, "negatives, logQ", "sampled softmax with logQ correction",
      "Bengio & Senécal, IEEE TNN 2008; Yi et al., RecSys 2019"),
     ("infonce", InfoNCELoss, "negatives (e.g. in-batch)", "InfoNCE with temperature",
@@ -32,6 +36,8 @@ _ENTRIES = [
     ("hinge", HingeLoss, "negatives", "max(0, margin - pos + neg)", ""),
     ("warp", WARPLoss, "negatives, num_items", "weighted approximate-rank pairwise",
      "Weston et al., IJCAI 2011"),
+    ("warp_exact", ExactWARPLoss, "a sampler, num_items", "WARP by rejection sampling: draws until a violation "
+     "or warp_max_trials", "Weston et al., IJCAI 2011"),
     ("bce", BCELoss, "negatives (or label)", "binary cross-entropy, negatives labelled 0", ""),
     ("pointwise_bce", PointwiseBCELoss, "label", "binary cross-entropy on 0/1 labels", ""),
     ("ccl", CCLLoss, "negatives", "cosine contrastive loss", "Mao et al., SimpleX, CIKM 2021"),
@@ -59,4 +65,4 @@ def build_loss(spec: Union[str, type, nn.Module], context: Optional[Dict[str, An
 
 __all__ = ["LOSSES", "REDUCTIONS", "Loss", "build_loss", "SoftmaxLoss", "SampledSoftmaxLoss", "InfoNCELoss",
            "BPRLoss", "HingeLoss", "WARPLoss", "BCELoss", "PointwiseBCELoss", "CCLLoss", "MSELoss", "WRMFLoss",
-           "GBCELoss"]
+           "GBCELoss", "ChunkedSoftmaxLoss"]

@@ -13,9 +13,14 @@ from typing import Any, Dict, Optional, Union
 
 from torch import nn
 
-from recstudio.model.sampler.base import Sampler, accidental_hits
+from recstudio.model.sampler.base import Sampler, accidental_hits, is_shared
 from recstudio.model.sampler.inbatch import InBatchSampler
+from recstudio.model.sampler.model_based import (ClusterPopularitySampler, ClusterUniformSampler, DNSSampler,
+                                                 MIDXPopularitySampler, MIDXUniformSampler, ModelBasedSampler,
+                                                 RetrieverSampler, SIRSampler)
+from recstudio.model.sampler.mixed import MixedSampler
 from recstudio.model.sampler.popularity import PopularitySampler
+from recstudio.model.sampler.shared import SharedUniformSampler
 from recstudio.model.sampler.uniform import MaskedUniformSampler, UniformSampler
 from recstudio.utils.registry import Registry
 
@@ -26,8 +31,27 @@ SAMPLERS.register("masked_uniform", summary="uniform over items outside the user
                   log_prob="-log(num_items - 1 - |hist_u ∪ pos_u|)")(MaskedUniformSampler)
 SAMPLERS.register("popularity", summary="p(i) ∝ count_i^alpha",
                   log_prob="alpha log count_i - log Σ_j count_j^alpha")(PopularitySampler)
+SAMPLERS.register("shared_uniform", summary="num_neg uniform items shared by every row of the batch (one matmul)",
+                  log_prob="-log(num_items - 1)")(SharedUniformSampler)
 SAMPLERS.register("inbatch", summary="the other rows' positives",
                   log_prob="log(batch frequency) or log(count_i / Σ count)")(InBatchSampler)
+# model-based (recstudio/model/sampler/model_based.py): refreshed from the model's item vectors
+SAMPLERS.register("cluster_uni", summary="PRIS: k-means cluster ∝ exp(score to centroid)·size, uniform inside",
+                  log_prob="exact", paper="Lian et al., WWW 2020")(ClusterUniformSampler)
+SAMPLERS.register("cluster_pop", summary="PRIS: cluster ∝ exp(score)·popularity mass, popularity inside",
+                  log_prob="exact", paper="Lian et al., WWW 2020")(ClusterPopularitySampler)
+SAMPLERS.register("midx_uni", summary="MIDX: two-half k-means cells ∝ exp(q1·c1 + q2·c2)·size, uniform inside",
+                  log_prob="exact", paper="Chen et al., WWW 2022")(MIDXUniformSampler)
+SAMPLERS.register("midx_pop", summary="MIDX: cells ∝ exp(q1·c1 + q2·c2)·popularity mass, popularity inside",
+                  log_prob="exact", paper="Chen et al., WWW 2022")(MIDXPopularitySampler)
+SAMPLERS.register("sir", summary="sampling-importance-resampling of a uniform pool ∝ exp(score)",
+                  log_prob="approximate (pool estimate of the softmax)")(SIRSampler)
+SAMPLERS.register("dns", summary="dynamic negative sampling: best-scoring of M uniform candidates",
+                  log_prob="exact (order statistic of M uniform draws)", paper="Zhang et al., SIGIR 2013")(DNSSampler)
+SAMPLERS.register("retriever", summary="a trained model's ANN top-n neighbours of the positive, mixed with uniform",
+                  log_prob="exact")(RetrieverSampler)
+SAMPLERS.register("mixed", summary="the other rows' positives plus num_neg uniform items (Yang et al., WWW 2020)",
+                  log_prob="log((B q_batch(i) + K / (num_items - 1)) / (B + K))")(MixedSampler)
 
 
 def build_sampler(spec: Union[str, type, nn.Module], context: Optional[Dict[str, Any]] = None,
@@ -43,4 +67,7 @@ def build_sampler(spec: Union[str, type, nn.Module], context: Optional[Dict[str,
 
 
 __all__ = ["SAMPLERS", "Sampler", "build_sampler", "accidental_hits", "UniformSampler", "MaskedUniformSampler",
-           "PopularitySampler", "InBatchSampler"]
+           "PopularitySampler", "InBatchSampler", "MixedSampler",
+           "SharedUniformSampler", "is_shared", "ModelBasedSampler", "ClusterUniformSampler",
+           "ClusterPopularitySampler", "MIDXUniformSampler", "MIDXPopularitySampler", "SIRSampler", "DNSSampler",
+           "RetrieverSampler"]

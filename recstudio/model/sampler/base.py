@@ -134,4 +134,11 @@ def check_ids(items: Tensor, num_items: int, what: str) -> None:
                         f"use the dataset's inner ids and its num_items.")
 
 
-__all__ = ["Sampler", "accidental_hits", "uniform_log_prob", "check_ids"]
+def is_shared(neg_ids: Tensor) -> bool:
+    """Whether ``neg_ids`` [..., K] holds the same K items for every row (a stride-0 expanded view, as
+    :class:`~recstudio.model.sampler.shared.SharedUniformSampler` returns): the model then scores them by
+    one matrix product against ``neg_ids.reshape(-1, K)[0]``."""
+    return neg_ids.dim() >= 2 and all(s == 0 for s in neg_ids.stride()[:-1])
+
+
+__all__ = ["Sampler", "accidental_hits", "uniform_log_prob", "check_ids", "is_shared"]
