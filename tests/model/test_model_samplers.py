@@ -214,3 +214,13 @@ def test_exact_warp_selectable_from_config(split, tmp_path):
     model, metrics = recstudio.run(model="BPR", dataset=split, loss="warp_exact", sampler="cluster_uni",
                                    warp_max_trials=20, run_dir=str(tmp_path), **TINY)
     assert model.loss_fn.max_trials == 20 and all(math.isfinite(v) for v in metrics.values())
+
+
+def test_exact_warp_given_negatives_is_the_fixed_budget_warp():
+    """Called with K given negatives and no trials (a sequential model's loss), it is ``warp`` over them."""
+    from recstudio.model.loss.pairwise import WARPLoss
+    g = torch.Generator().manual_seed(0)
+    pos, neg = torch.randn(6, generator=g), torch.randn(6, 5, generator=g)
+    exact, fixed = ExactWARPLoss(num_items=50), WARPLoss(num_items=50)
+    torch.testing.assert_close(exact(pos_score=pos, neg_score=neg), fixed(pos_score=pos, neg_score=neg))
+    assert exact.needs_negatives and exact.draws_negatives

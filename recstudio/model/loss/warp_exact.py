@@ -3,14 +3,13 @@ from typing import Callable, Optional
 
 import torch
 
-from recstudio.model.loss.base import Loss
-from recstudio.model.loss.pairwise import harmonic
+from recstudio.model.loss.pairwise import WARPLoss, harmonic
 from recstudio.utils.errors import ConfigError
 
 Tensor = torch.Tensor
 
 
-class ExactWARPLoss(Loss):
+class ExactWARPLoss(WARPLoss):
     """WARP by rejection sampling (Weston, Bengio & Usunier, IJCAI 2011), the original procedure.
 
     For each positive, negatives are drawn from the model's sampler one at a time until one violates
@@ -27,7 +26,9 @@ class ExactWARPLoss(Loss):
     proposal it estimates the rank under that proposal. The framework calls :meth:`draw_and_score`
     (``draws_negatives``) with the model's sampler: ``uniform`` when the sampler key is
     ``masked_uniform`` or null (triplet models), any registered sampler otherwise (model-based ones
-    get the batch's query vectors).
+    get the batch's query vectors). Called like any negative loss (``neg_score`` [B, K] and no
+    ``trials``, e.g. by a sequential model's training loss), it is ``warp``: the K negatives are the
+    trials, in order.
 
     Args:
         num_items: catalogue size including padding (``dataset.num_items``).
@@ -46,13 +47,11 @@ class ExactWARPLoss(Loss):
     """
 
     draws_negatives = True
+    needs_negatives = True  # called with K given negatives (no trials), it is ``warp`` over them
 
     def __init__(self, num_items: int, margin: float = 1.0, max_trials: int = 100, chunk: int = 16,
                  reduction: str = "mean"):
-        super().__init__(reduction)
-        if num_items is None or int(num_items) < 3:
-            raise ConfigError(f"ExactWARPLoss needs num_items >= 3 (the catalogue size including padding 0), "
-                              f"got {num_items!r}.")
+        super().__init__(num_items, margin, reduction)
         if int(max_trials) < 1 or int(chunk) < 1:
             raise ConfigError(f"ExactWARPLoss: max_trials and chunk must be >= 1, got {max_trials}, {chunk}.")
         self.num_items, self.margin = int(num_items), float(margin)
@@ -103,9 +102,11 @@ class ExactWARPLoss(Loss):
 
     def forward(self, pos_score=None, neg_score=None, log_pos_prob=None, log_neg_prob=None, all_score=None,
                 label=None, pos_index=None, neg_is_pos=None, trials=None, found=None) -> Tensor:
+        if trials is None:  # K given negatives as the trials: the fixed-budget WARP
+            return super().forward(pos_score, neg_score, neg_is_pos=neg_is_pos)
         pos = self.require("pos_score", pos_score)
         neg = self.require("neg_score", neg_score, "ExactWARPLoss scores the violating negative of each row.")
-        t = self.require("trials", trials, "call draw_and_score() (the model does) to draw the negatives.")
+        t = trials
         hinge = self.margin - pos + neg.reshape(pos.shape)
         rank = torch.div(self.num_items - 2, t.clamp(min=1), rounding_mode="floor")
         weight = harmonic(rank).to(hinge.dtype)

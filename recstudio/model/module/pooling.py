@@ -1,4 +1,4 @@
-"""Pool a padded history of item vectors into one vector: masked mean or attention."""
+"""Pool a padded history of item vectors (or a weighted token sequence) into one vector: mean, sum or attention."""
 from typing import Optional, Sequence
 
 import torch
@@ -6,7 +6,7 @@ from torch import nn
 
 from recstudio.model.module.features import masked_mean
 from recstudio.model.module.mlp import MLP
-from recstudio.utils.errors import ConfigError
+from recstudio.utils.errors import ConfigError, DataError
 
 
 def valid_mask(mask_or_ids: torch.Tensor) -> torch.Tensor:
@@ -87,16 +87,18 @@ class HistoryPooling(nn.Module):
         mask = valid_mask(mask)
         if self.mode == "mean":
             return masked_mean(history, mask)
+        weights = masked_softmax(self.attention_logits(history, query), mask)
+        return (weights.unsqueeze(-1) * history).sum(-2)
+
+    def attention_logits(self, history: torch.Tensor, query: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The unnormalised attention scores ``[B, L]`` of the history positions (attention mode)."""
         if self.with_query != (query is not None):
             need = "needs a query [B, d]" if self.with_query else "was built with with_query=False; do not pass a query"
-            raise ConfigError(f"HistoryPooling(attention) {need}.")
+            raise ConfigError(f"{type(self).__name__}(attention) {need}.")
         if self.with_query:
             q = query.unsqueeze(-2).expand_as(history)
-            logits = self.scorer(torch.cat([history, q, history - q, history * q], -1)).squeeze(-1)
-        else:
-            logits = self.scorer(history).squeeze(-1)
-        weights = masked_softmax(logits, mask)
-        return (weights.unsqueeze(-1) * history).sum(-2)
+            return self.scorer(torch.cat([history, q, history - q, history * q], -1)).squeeze(-1)
+        return self.scorer(history).squeeze(-1)
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -109,3 +111,57 @@ def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """
     logits = logits.masked_fill(~mask, torch.finfo(logits.dtype).min)
     return torch.softmax(logits, -1) * mask.to(logits.dtype)
+
+
+class SequencePooling(nn.Module):
+    """Pool ``[B, L, d]`` element vectors of a token_seq (optionally weighted) into ``[B, d]``.
+
+    With mask ``m_j`` (real element) and weights ``w_j`` (1 when none are given):
+
+    - ``'sum'``: ``sum_j m_j w_j e_j``;
+    - ``'mean'``: ``sum_j m_j w_j e_j / sum_j m_j w_j`` (the plain masked mean without weights);
+    - ``'attention'``: ``sum_j a_j e_j`` with ``a = softmax_j(s_j + log w_j)`` over the real elements, i.e.
+      ``a_j ∝ w_j exp(s_j)``; the scores ``s_j`` are :class:`~recstudio.model.module.pooling.HistoryPooling`'s
+      (a learned context vector, or DIN-style against a query with ``with_query=True``).
+
+    A row with no real element (or zero total weight) gives zeros, never NaN.
+
+    Args:
+        mode: ``'mean' | 'sum' | 'attention'``.
+        dim: the vector size (attention only).
+        with_query, hidden: as in ``HistoryPooling``.
+
+    Example:
+        >>> pool = SequencePooling("mean")
+        >>> e = torch.tensor([[[1.0], [3.0], [9.0]]]); ids = torch.tensor([[4, 5, 0]])
+        >>> pool(e, ids, weight=torch.tensor([[3.0, 1.0, 0.0]]))
+        tensor([[1.5000]])
+    """
+
+    def __init__(self, mode: str = "mean", dim: Optional[int] = None, with_query: bool = False,
+                 hidden=(32,)):
+        super().__init__()
+        if mode not in ("mean", "sum", "attention"):
+            raise ConfigError(f"SequencePooling mode must be 'mean', 'sum' or 'attention', got {mode!r}.")
+        self.mode = mode
+        self.attention = HistoryPooling("attention", dim, with_query=with_query, hidden=hidden) \
+            if mode == "attention" else None
+
+    def forward(self, vectors: torch.Tensor, mask: torch.Tensor, weight: Optional[torch.Tensor] = None,
+                query: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``vectors [B, L, d]``, ``mask`` (bool, True = real; or the ids, 0 = padding), ``weight [B, L]``."""
+        mask = valid_mask(mask)
+        if weight is not None and weight.shape != mask.shape:
+            raise DataError(f"SequencePooling: weight has shape {tuple(weight.shape)}, the sequence "
+                            f"{tuple(mask.shape)}.")
+        w = mask.to(vectors.dtype) if weight is None else weight.to(vectors.dtype) * mask.to(vectors.dtype)
+        if self.mode == "attention":
+            logits = self.attention.attention_logits(vectors, query)
+            real = mask & (w > 0)
+            logits = logits + torch.log(w.clamp(min=torch.finfo(w.dtype).tiny))
+            return (masked_softmax(logits, real).unsqueeze(-1) * vectors).sum(-2)
+        total = (w.unsqueeze(-1) * vectors).sum(-2)
+        if self.mode == "sum":
+            return total
+        denom = w.sum(-1, keepdim=True)
+        return torch.where(denom > 0, total / denom.clamp(min=torch.finfo(w.dtype).tiny), torch.zeros_like(total))

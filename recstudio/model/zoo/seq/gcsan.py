@@ -55,7 +55,7 @@ class GCSAN(PrefixGraphRecommender):
     combination ``S_f = w E_n + (1 - w) h_n`` of the last position's self-attention output and its GNN
     vector (Eq. 11, ``weight``: 0.4 - 0.8 suggested); item ``i`` scores ``S_f . e_i`` (shared item table;
     ANN works). The loss adds ``reg_weight * ||E_items||_F / num_items`` (RecBole's ``EmbLoss`` on the
-    item table; the paper's L2 term).
+    item table, in place of the paper's L2 penalty on the parameters).
 
     Training: every position predicts the next item from the graph of its prefix
     (:class:`~recstudio.model.zoo.seq.srgnn.PrefixGraphRecommender`: all prefixes of the batch at once).
