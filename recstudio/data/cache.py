@@ -84,7 +84,8 @@ def save_dataset(dataset: RecDataset, path, key: str) -> Path:
     meta = {"format": FORMAT_VERSION, "key": key, "name": dataset.name,
             "config": {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in dataset.config.items()},
             "tables": {n: _table_arrays(n, t, arrays) for n, t in tables.items()},
-            "vocabs": list(dataset.id_maps), "field_vocab": dataset.field_vocab}
+            "vocabs": list(dataset.id_maps), "field_vocab": dataset.field_vocab,
+            "float_transforms": getattr(dataset, "float_transforms", None)}  # [ranker-serving hook]
     for name, m in dataset.id_maps.items():
         arrays[f"vocab{_SEP}{name}"] = m.tokens
     arrays["__meta__"] = np.array(json.dumps(meta, default=str))
@@ -122,5 +123,7 @@ def load_dataset(path, key: str, delete_broken: bool = True) -> Optional[RecData
         path.unlink(missing_ok=True)
         return None
     extra = {n.split(".", 1)[1]: t for n, t in tables.items() if n.startswith("extra.")}
-    return RecDataset(meta["name"], meta["config"], tables["inter"], vocabs, meta["field_vocab"],
-                      tables.get("user_feat"), tables.get("item_feat"), extra)
+    ds = RecDataset(meta["name"], meta["config"], tables["inter"], vocabs, meta["field_vocab"],
+                    tables.get("user_feat"), tables.get("item_feat"), extra)
+    ds.float_transforms = meta.get("float_transforms")  # [ranker-serving hook]
+    return ds

@@ -50,6 +50,10 @@ DATA_OPTIONS: Dict[str, Option] = {
     "fold_in_ratio": Option(0.8, _NUM, "split_mode 'user': share of a held-out user's interactions given as "
                             "input history; the rest are the targets"),
     "seed": Option(2022, (int,), "seed of every random choice in splitting and sampling"),
+    # seq-eval: leave-N-out (additive)
+    "loo_last_n": Option(1, (int,), "split_mode 'loo': each user's last N interactions are the test targets and "
+                         "the N before them the valid targets (3-value split_ratio); 1 = leave-one-out. A user "
+                         "keeps at least one train interaction (shorter users get fewer targets)"),
 }
 
 #: keys that change the processed arrays (and so the cache key)
@@ -58,7 +62,7 @@ PREPROCESS_KEYS = (
     "time_field", "time_format", "rating_threshold", "binarize", "dedup", "min_user_inter", "min_item_inter",
     "float_scaling", "discretize",
 )
-SPLIT_KEYS = ("split_mode", "split_ratio", "split_order", "fold_in_ratio", "seed")
+SPLIT_KEYS = ("split_mode", "split_ratio", "split_order", "fold_in_ratio", "seed", "loo_last_n")
 
 
 def resolve_data_config(*layers: Optional[Mapping[str, Any]], where: str = "data config") -> Dict[str, Any]:
@@ -91,6 +95,8 @@ def check_data_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"split_ratio must be 2 or 3 non-negative numbers summing to 1, got {ratio}.")
     if not 0.0 < config["fold_in_ratio"] < 1.0:
         raise ConfigError(f"fold_in_ratio must be in (0, 1), got {config['fold_in_ratio']}.")
+    if config.get("loo_last_n", 1) < 1:
+        raise ConfigError(f"loo_last_n must be an integer >= 1 (targets per user and phase), got {config['loo_last_n']}.")
     for key in ("min_user_inter", "min_item_inter"):
         if config[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {config[key]}.")

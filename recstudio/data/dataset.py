@@ -44,6 +44,9 @@ class RecDataset:
         self.user_feat = user_feat
         self.item_feat = item_feat
         self.extra = extra or {}
+        # [ranker-serving hook] interaction float field -> its float_scaling statistics / discretize edges
+        # (set by the Preprocessor; None: unknown, e.g. a dataset cached before they were recorded)
+        self.float_transforms: Optional[Dict[str, dict]] = None
         self.uid_field = config["user_field"]
         self.iid_field = config["item_field"]
         self.rating_field = config["rating_field"] if config["rating_field"] in inter else None

@@ -180,6 +180,8 @@ class Preprocessor:
         self.config = config
         self.name = name
         self.vocabs = _Vocabs()
+        # [ranker-serving hook] interaction float field -> how it was scaled / binned (RecDataset.float_transforms)
+        self.float_transforms: Dict[str, dict] = {}
 
     # -- interactions ------------------------------------------------------------------
     def run(self, tables: Dict[str, AtomicTable]) -> RecDataset:
@@ -190,8 +192,10 @@ class Preprocessor:
         user_feat = self._features(tables.get("user"), "user", self.config["user_field"])
         item_feat = self._features(tables.get("item"), "item", self.config["item_field"])
         extra = self._extras(tables)
-        return RecDataset(self.name, self.config, inter, self.vocabs.maps, self.vocabs.field_vocab,
-                          user_feat, item_feat, extra)
+        ds = RecDataset(self.name, self.config, inter, self.vocabs.maps, self.vocabs.field_vocab,
+                        user_feat, item_feat, extra)
+        ds.float_transforms = self.float_transforms  # [ranker-serving hook]
+        return ds
 
     def _check_config_fields(self, tables):
         cfg = self.config
@@ -284,9 +288,12 @@ class Preprocessor:
             return inner, FieldType.TOKEN
         if ftype == FieldType.FLOAT:
             x = float_values(col, field, where)
+            inter = where == f"{self.name}.inter"  # [ranker-serving hook] record the transform for serving
             if field in cfg["discretize"]:
-                return self._discretize(x, field, cfg["discretize"][field]), FieldType.TOKEN
+                return self._discretize(x, field, cfg["discretize"][field], record=inter), FieldType.TOKEN
             if field in cfg["float_scaling"]:
+                if inter:
+                    self.float_transforms[field] = scale_params(x, cfg["float_scaling"][field])
                 x = scale(x, cfg["float_scaling"][field], field)
             return x.astype(np.float32), FieldType.FLOAT
         dense = _dense_vectors(col) if ftype == FieldType.FLOAT_SEQ else None
@@ -305,8 +312,10 @@ class Preprocessor:
             out[rows, pos] = flat
         return out, ftype
 
-    def _discretize(self, x: np.ndarray, field: str, bins: int) -> np.ndarray:
+    def _discretize(self, x: np.ndarray, field: str, bins: int, record: bool = False) -> np.ndarray:
         codes, edges = pd.qcut(x, q=bins, labels=False, retbins=True, duplicates="drop")
+        if record:  # [ranker-serving hook]
+            self.float_transforms[field] = {"discretize": [float(e) for e in edges]}
         codes = np.where(np.isnan(codes), -1, codes).astype(np.int64)
         labels = np.array([f"[{edges[k]:.6g}, {edges[k + 1]:.6g}]" for k in range(len(edges) - 1)])
         inner, tokens = _remap_codes(codes, labels)
@@ -388,6 +397,20 @@ def _dense_vectors(col: pd.Series) -> Optional[np.ndarray]:
         if len(lengths) == 1:
             return np.asarray(np.stack([np.asarray(v, dtype=np.float32) for v in values]), dtype=np.float32)
     return None
+
+
+def scale_params(x: np.ndarray, how: str) -> dict:
+    """The statistics :func:`scale` uses on ``x``, as plain floats (saved with CTR models for serving).
+
+    Example:
+        >>> scale_params(np.array([0.0, 2.0]), "minmax")
+        {'scaling': 'minmax', 'min': 0.0, 'max': 2.0}
+    """
+    if how == "standard":
+        return {"scaling": how, "mean": float(np.nanmean(x)), "std": float(np.nanstd(x))}
+    if how == "minmax":
+        return {"scaling": how, "min": float(np.nanmin(x)), "max": float(np.nanmax(x))}
+    return {"scaling": how}
 
 
 def scale(x: np.ndarray, how: str, field: str) -> np.ndarray:

@@ -11,7 +11,9 @@ Modes (``split_mode``), all seeded by ``seed``:
   split into fold-in history (``fold_in_ratio``) and targets, as for MultiVAE's held-out users.
 - ``loo``: leave-one-out by time: test = each user's last interaction, valid = the
   second-to-last (with a 3-value ``split_ratio``; none with 2 values), train = the rest;
-  the ratio values themselves are not used.
+  the ratio values themselves are not used. ``loo_last_n = N`` makes it leave-N-out: test = the
+  last ``min(N, n - 1)`` interactions, valid = the ``min(N, n - 1 - test)`` before them, so every
+  user keeps at least one train interaction (N = 1 is leave-one-out exactly).
 
 Evaluation history (what a model sees and what is masked from its ranking): for ``valid`` the
 train interactions, for ``test`` train + valid; in ``user`` mode the fold-in part of each
@@ -137,7 +139,7 @@ def split_dataset(dataset: RecDataset, **overrides) -> DataSplit:
     Args:
         dataset: a preprocessed dataset.
         **overrides: split keys (``split_mode``, ``split_ratio``, ``split_order``,
-            ``fold_in_ratio``, ``seed``) overriding ``dataset.config``.
+            ``fold_in_ratio``, ``seed``, ``loo_last_n``) overriding ``dataset.config``.
 
     Raises:
         ConfigError: a non-split key, or a temporal split on data without a time field.
@@ -169,13 +171,15 @@ def split_dataset(dataset: RecDataset, **overrides) -> DataSplit:
         rank = np.empty(n, dtype=np.int64)
         rank[ordering] = np.arange(n)
         phase = _phase_of_rank(rank, np.repeat(ratio_counts(np.array([n]), ratio), n, axis=0))
-    elif mode == "loo":
+    elif mode == "loo":  # leave-N-out (loo_last_n = N): test = last min(N, n-1), valid = the min(N, rest-1) before
         pos = np.arange(len(users)) - offsets[users]
         from_end = n_per_user[users] - pos  # 1 = last
+        last_n = int(cfg.get("loo_last_n", 1))
+        n_test = np.minimum(last_n, n_per_user - 1)
+        n_valid = np.minimum(last_n, np.maximum(n_per_user - 1 - n_test, 0)) if len(ratio) == 3 else 0 * n_test
         phase = np.zeros(len(users), dtype=np.int8)
-        phase[(from_end == 1) & (n_per_user[users] >= 2)] = 2
-        if len(ratio) == 3:
-            phase[(from_end == 2) & (n_per_user[users] >= 3)] = 1
+        phase[from_end <= n_test[users]] = 2
+        phase[(from_end > n_test[users]) & (from_end <= (n_test + n_valid)[users])] = 1
     elif mode == "user":
         return _user_split(dataset, cfg, rng)
     else:  # resolve_data_config already checks choices

@@ -6,10 +6,15 @@ Endpoints (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
 * ``GET /recommend/{user}?k=10&exclude_seen=true&unknown=error``
 * ``POST /similar_items`` ``{"items": [...], "k": 10}`` (item-tower models)
 * ``GET /health``: model name, numbers of users and items, the ANN index in use
+* ``POST /score`` ``{"rows": [{field: raw value, ...}, ...]}`` (feature / CTR models): click probabilities
+* ``POST /rank`` ``{"user": ..., "items": [...], "context": {...}, "k": null}`` (feature / CTR models)
+* ``GET /fields``: the raw fields /score and /rank take (feature / CTR models)
 
 Bad requests never get a 500: unknown users or items -> 404, a ``k`` above the number of items or a
 model that cannot answer (similar_items of a tower-free model) -> 400, malformed JSON, wrong types,
-``k < 1`` or unknown fields -> 422. Every error body has a ``detail`` saying what was wrong.
+``k < 1`` or unknown fields -> 422. /score and /rank: a missing, unknown or wrongly typed feature field -> 422
+naming the row and the field; unknown candidate items -> 404; a model that is no feature model -> 400.
+Every error body has a ``detail`` saying what was wrong.
 ``python -m recstudio serve`` runs the app with uvicorn; see ``docs/serving.md``.
 """
 import math
@@ -106,7 +111,9 @@ def create_app(model) -> "fastapi.FastAPI":
 
     import recstudio
     from recstudio.model.base.inference import UnknownIdsError
-    from recstudio.serving.schemas import (ErrorResponse, HealthResponse, RecommendRequest, RecommendResponse,
+    from recstudio.serving.features import FeatureInputError
+    from recstudio.serving.schemas import (ErrorResponse, FieldsResponse, HealthResponse, RankRequest, RankResponse,
+                                           RecommendRequest, RecommendResponse, ScoreRequest, ScoreResponse,
                                            SimilarItemsRequest, SimilarItemsResponse, UserRecommendations)
 
     engine = ServingEngine(model)
@@ -114,10 +121,11 @@ def create_app(model) -> "fastapi.FastAPI":
                   description=f"Top-k recommendations of a trained {model.model_name} model, in original ids.")
     app.state.engine = engine
     errors = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}}
+    feature_errors = {400: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
 
     @app.exception_handler(RecStudioError)
     async def recstudio_error(request: Request, exc: RecStudioError):
-        status = 404 if isinstance(exc, UnknownIdsError) else 400
+        status = 404 if isinstance(exc, UnknownIdsError) else 422 if isinstance(exc, FeatureInputError) else 400
         return JSONResponse(status_code=status, content={"detail": str(exc)})
 
     @app.exception_handler(RequestValidationError)
@@ -147,6 +155,21 @@ def create_app(model) -> "fastapi.FastAPI":
               summary="the most similar items to each item (item-tower models)")
     async def similar_items(req: SimilarItemsRequest):
         return {"k": req.k, "results": engine.similar_items(req.items, req.k)}
+
+    @app.get("/fields", response_model=FieldsResponse, responses={400: {"model": ErrorResponse}},
+             summary="the raw fields /score and /rank take (feature / CTR models)")
+    async def fields():
+        return engine.fields()
+
+    @app.post("/score", response_model=ScoreResponse, responses=feature_errors,
+              summary="click probabilities of rows of raw feature values (feature / CTR models)")
+    async def score(req: ScoreRequest):
+        return engine.score(req.rows)
+
+    @app.post("/rank", response_model=RankResponse, responses={**feature_errors, 404: {"model": ErrorResponse}},
+              summary="a user's candidate items by click probability (feature / CTR models)")
+    async def rank(req: RankRequest):
+        return engine.rank(req.user, req.context, req.items, req.k)
 
     return app
 

@@ -31,6 +31,10 @@ class ServingEngine:
         model.eval()
         if model.config.get("ann") is not None:
             model.configure_ann(model.config["ann"])  # build the index now, not on the first request
+        from recstudio.model.family.feature import FeatureRecommender
+        from recstudio.serving.features import RawFeatureEncoder
+        #: raw feature values -> model inputs, for feature (CTR) models (``None`` for the others)
+        self.features = RawFeatureEncoder(model) if isinstance(model, FeatureRecommender) else None
 
     def health(self) -> Dict[str, Any]:
         m = self.model
@@ -56,6 +60,40 @@ class ServingEngine:
             neighbours, scores = self.model.similar_items(items, k)
         return [{"item": item, **_row(row_items, row_scores)}
                 for item, row_items, row_scores in zip(items, neighbours.tolist(), scores.tolist())]
+
+    # ---- feature (CTR) models -------------------------------------------------------------------
+    def _encoder(self):
+        if self.features is None:
+            from recstudio.serving.features import RawFeatureEncoder
+            RawFeatureEncoder(self.model)  # raises the ConfigError saying which models /score and /rank serve
+        return self.features
+
+    def _logits(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        device = self.model.device
+        with self.lock, torch.no_grad():
+            logits = self.model.forward({k: v.to(device) for k, v in batch.items()})
+        return logits.double().cpu()
+
+    def fields(self) -> Dict[str, Any]:
+        """The raw fields ``/score`` and ``/rank`` take (``GET /fields``)."""
+        return self._encoder().describe()
+
+    def score(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """Click probabilities of raw feature rows, and each row's out-of-vocabulary fields (see
+        :class:`~recstudio.serving.features.RawFeatureEncoder`)."""
+        batch, oov = self._encoder().encode_rows(rows)
+        probs = torch.sigmoid(self._logits(batch)).tolist() if rows else []
+        return {"probabilities": probs, "oov": oov}
+
+    def rank(self, user, context: Dict[str, Any], items: Sequence, k: Optional[int] = None) -> Dict[str, Any]:
+        """Candidate ``items`` of ``user`` (in ``context``) by click probability, best first (ties keep the
+        request order); the first ``k`` when given."""
+        batch, oov = self._encoder().encode_candidates(user, context, items)
+        logits = self._logits(batch)
+        probs = torch.sigmoid(logits)
+        order = torch.sort(logits, descending=True, stable=True).indices[:k].tolist()
+        return {"user": user, "items": [items[j] for j in order], "scores": [float(probs[j]) for j in order],
+                "oov": oov}
 
 
 def _row(items: List[Optional[Any]], scores: List[float]) -> Dict[str, list]:

@@ -3,7 +3,7 @@
 Ids are the ORIGINAL ids of the training data, as JSON strings or integers (``"196"`` and ``196``
 both find user 196 of MovieLens, whose ids are numbers).
 """
-from typing import List, Literal, Optional, Union
+from typing import Any, Dict, List, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
@@ -71,6 +71,47 @@ class HealthResponse(BaseModel):
     num_items: int = Field(..., description="items the model ranks (padding excluded)")
     ann: Optional[str] = Field(None, description="the ANN index answering top-k, or null (exact torch top-k)")
     similar_items: bool = Field(..., description="whether POST /similar_items works for this model")
+
+
+class ScoreRequest(_Strict):
+    """``POST /score`` (feature / CTR models): click probabilities of rows of RAW feature values."""
+
+    rows: List[Dict[str, Any]] = Field(..., max_length=MAX_IDS_PER_REQUEST,
+                                       description="one object per row: the user id, the item id and every context "
+                                                   "field, as in the training data (GET /fields lists them)",
+                                       examples=[[{"user_id": "u1", "item_id": "i3", "daytime": "morning"}]])
+
+
+class ScoreResponse(BaseModel):
+    probabilities: List[float] = Field(..., description="click probability of each row, in request order")
+    oov: List[List[str]] = Field(..., description="per row, the fields whose value the model did not know "
+                                                  "(scored with the out-of-vocabulary id 0)")
+
+
+class RankRequest(_Strict):
+    """``POST /rank`` (feature / CTR models): candidate items of one user ordered by click probability."""
+
+    user: Id = Field(..., description="original user id (an unknown user is scored out of vocabulary)")
+    items: List[Id] = Field(..., min_length=1, max_length=MAX_IDS_PER_REQUEST,
+                            description="candidate item ids, each once (unknown items: 404)", examples=[["i3", "i7"]])
+    context: Dict[str, Any] = Field(default_factory=dict,
+                                    description="context field -> raw value; fields left out are absent (id 0 / 0)")
+    k: Optional[StrictInt] = Field(None, ge=1, description="return the best k candidates only (null: all)")
+
+
+class RankResponse(BaseModel):
+    user: Id
+    items: List[Id] = Field(..., description="the candidates, best first (ties in request order)")
+    scores: List[float] = Field(..., description="their click probabilities")
+    oov: List[str] = Field(..., description="user / context fields scored out of vocabulary")
+
+
+class FieldsResponse(BaseModel):
+    fields: Dict[str, Dict[str, Any]] = Field(..., description="raw field -> its type, role and encoding")
+    from_ids: Dict[str, str] = Field(..., description="user / item feature fields the model reads from the ids "
+                                                      "(not sent)")
+    servable: bool
+    unavailable: Optional[str] = None
 
 
 class ErrorResponse(BaseModel):

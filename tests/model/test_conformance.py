@@ -36,8 +36,26 @@ def tiny_split(tiny_world):
 def tiny_config(cls):
     options = model_options(cls)
     cfg = {k: v for k, v in TINY.items() if k in options}
+    if "content_path" in options:  # [item-content hook] (needs may be a property: test the option)
+        cfg["content_path"] = tiny_content_path()
     cfg.update(conformance_settings(cls)["config"])
     return {"epochs": 2, "batch_size": 32, "eval_batch_size": 8, "quiet": True, "early_stop_patience": 2, **cfg}
+
+
+_TINY_CONTENT = {}
+
+
+def tiny_content_path():
+    """[item-content hook] A tiny synthetic content file for models that need item content: one float32
+    ``[2, 4]`` row per item of the tiny world (``i1``..``i30``, ids in the ``.ids.txt`` sidecar), written once."""
+    if "path" not in _TINY_CONTENT:
+        import tempfile
+        from pathlib import Path
+        folder = Path(tempfile.mkdtemp(prefix="recstudio-tiny-content-"))
+        np.save(folder / "content.npy", np.random.default_rng(0).normal(size=(30, 2, 4)).astype(np.float32))
+        (folder / "content.ids.txt").write_text("\n".join(f"i{i}" for i in range(1, 31)) + "\n")
+        _TINY_CONTENT["path"] = str(folder / "content.npy")
+    return _TINY_CONTENT["path"]
 
 
 def skips(name):

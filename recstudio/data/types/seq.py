@@ -10,6 +10,7 @@ from recstudio.utils.errors import ConfigError
 
 ITEM_SEQ = "item_seq"
 SEQ_LEN = "seq_len"
+TARGET_SEQ = "target_seq"
 
 
 class UserSequences:
@@ -42,13 +43,17 @@ class SeqDataset(BatchDataset):
 
     Batch keys: the user field and the item field (the next item; int64 ``[B]``), the rating
     (float32 ``[B]``) if any, ``item_seq`` (int64 ``[B, max_seq_len]``) and ``seq_len``
-    (int64 ``[B]``).
+    (int64 ``[B]``); with ``target_seq=True`` also ``target_seq`` (int64 ``[B, max_seq_len]``: the next
+    item at the history's latest position, 0 elsewhere), the layout of
+    :class:`~recstudio.data.types.seq2seq.Seq2SeqDataset`, so a model trained at every position trains on
+    these rows at the one position (the prefix expansion of session models and RecBole).
 
     Args:
         split, phase: the split and the phase.
         max_seq_len: history window.
         padding: ``'left'`` or ``'right'``.
         min_history: train rows with fewer earlier items are dropped (eval rows are all kept).
+        target_seq: add the ``target_seq`` key (above).
         resident_device, seed: see :class:`~recstudio.data.types.base.BatchDataset`.
 
     Example:
@@ -60,7 +65,8 @@ class SeqDataset(BatchDataset):
     """
 
     def __init__(self, split, phase: str = "train", max_seq_len: int = 50, padding: str = "left",
-                 min_history: int = 1, resident_device: Device = None, seed: Optional[int] = None):
+                 min_history: int = 1, target_seq: bool = False, resident_device: Device = None,
+                 seed: Optional[int] = None):
         super().__init__(split, phase, resident_device, seed)
         if max_seq_len < 1:
             raise ConfigError(f"max_seq_len must be >= 1, got {max_seq_len}.")
@@ -92,9 +98,19 @@ class SeqDataset(BatchDataset):
         self.field_types[ITEM_SEQ] = FieldType.TOKEN_SEQ
         self.field_types[SEQ_LEN] = None
         self.sources[ITEM_SEQ] = self.iid
+        self.target_seq = bool(target_seq)
+        if self.target_seq:
+            self.field_types[TARGET_SEQ] = FieldType.TOKEN_SEQ
+            self.sources[TARGET_SEQ] = self.iid
         self._lo = self.tensor(seqs.lo[users])
         self._hi = self.tensor(hi)
 
     def extend(self, idx: torch.Tensor, batch: Batch) -> None:
         batch[ITEM_SEQ], batch[SEQ_LEN] = gather_windows(self.flat, self._lo[idx], self._hi[idx],
                                                          self.max_seq_len, self.padding)
+        if self.target_seq:  # the next item at the latest history position (none for an empty history)
+            seq, n = batch[ITEM_SEQ], batch[SEQ_LEN]
+            last = torch.full_like(n, seq.size(1) - 1) if self.padding == "left" else (n - 1).clamp(min=0)
+            target = torch.zeros_like(seq)
+            target[torch.arange(len(n), device=seq.device), last] = batch[self.iid] * (n > 0)
+            batch[TARGET_SEQ] = target

@@ -6,10 +6,9 @@ import torch
 
 from recstudio.data.fields import FieldType
 from recstudio.data.types.base import Batch, BatchDataset, Device, gather_windows, torch_generator
-from recstudio.data.types.seq import ITEM_SEQ, SEQ_LEN, UserSequences
+from recstudio.data.types.seq import ITEM_SEQ, SEQ_LEN, TARGET_SEQ, UserSequences
 from recstudio.utils.errors import ConfigError
 
-TARGET_SEQ = "target_seq"
 MODES = ("causal", "cloze")
 
 

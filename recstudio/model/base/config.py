@@ -5,6 +5,7 @@ dataset's registry YAML <- the model's YAML (``<model>.yaml`` beside its file) <
 file <- keyword arguments / command-line options. Keys are one flat namespace; an unknown key
 is an error naming the closest valid keys.
 """
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional
 
@@ -22,14 +23,19 @@ from recstudio.utils.options import Option, option_from_default, resolve_options
 def model_options(cls) -> Dict[str, Option]:
     """The model's own keys: defaults from its YAML ``model`` section, help from ``cls.option_help``."""
     section = model_yaml(cls)["model"]
-    missing = [k for k in section if k not in cls.option_help]
+    family = dict(getattr(cls, "family_options", {}) or {})  # keys a family base gives each of its models
+    missing = [k for k in section if k not in cls.option_help and k not in family]
     if missing:
         raise ConfigError(f"{cls.__name__}.option_help lacks the meaning of {missing}.")
     clash = [k for k in section if k in DATA_OPTIONS or k in TRAIN_OPTIONS]
     if clash:
         raise ConfigError(f"{cls.__name__}'s model keys {clash} clash with data/training keys; put them in the "
                           "YAML's data or train section instead.")
-    options = {k: option_from_default(v, cls.option_help[k]) for k, v in section.items()}
+    # a family key is typed by the family's Option (the model's YAML may set its default), the others by their default
+    options = {k: replace(family[k], default=family[k].check(k, v), help=cls.option_help.get(k, family[k].help))
+               if k in family
+               else option_from_default(v, cls.option_help[k]) for k, v in section.items()}
+    options.update({k: o for k, o in family.items() if k not in options})
     for key in BLOCK_KEYS:  # blocks may also be given as instances; names are stored in their registered spelling
         if key in options:
             o = options[key]

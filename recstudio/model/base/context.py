@@ -159,6 +159,9 @@ class ModelContext:
     social_weight: Optional[torch.Tensor] = None
     # item_content
     item_content: Optional[torch.Tensor] = None
+    # [ranker-serving hook] context_features: how the data layer encoded each raw context value (plain types),
+    # so serving (recstudio.serving.features) maps raw values exactly as training did; see _context_encoding
+    context_encoding: Dict[str, Any] = field(default_factory=dict)
 
     # ---- building ---------------------------------------------------------------------------
     @classmethod
@@ -200,6 +203,7 @@ class ModelContext:
             skip = {ds.uid_field, ds.iid_field, ds.rating_field, ds.time_field}
             ctx.context_fields = {n: (FieldSpec(n, s.type, ds.vocab_size(n), "context") if s.is_token else s)
                                   for n, s in _field_specs(ds.inter, None, "context").items() if n not in skip}
+            ctx.context_encoding = _context_encoding(ds, ctx.context_fields)  # [ranker-serving hook]
         if "kg" in needs:
             ctx._add_kg(ds, name)
         if "social" in needs:
@@ -294,6 +298,8 @@ class ModelContext:
                 v = {k: [s.type, s.size, s.owner] for k, s in v.items()}
             elif f.name == "needs":
                 v = sorted(v)
+            elif f.name == "item_content" and hasattr(v, "to_state"):  # [item-content hook] a ContentStore
+                v = v.to_state()
             out[f.name] = v
         return out
 
@@ -305,8 +311,29 @@ class ModelContext:
         s["user_tokens"] = np.asarray(s["user_tokens"])
         s["item_tokens"] = np.asarray(s["item_tokens"])
         s["needs"] = frozenset(s.get("needs", ()))
+        if isinstance(s.get("item_content"), dict):  # [item-content hook] a saved ContentStore
+            from recstudio.data.content import ContentStore
+            s["item_content"] = ContentStore.from_state(s["item_content"])
         known = {f.name for f in dc_fields(cls)}
         return cls(**{k: v for k, v in s.items() if k in known})
+
+
+def _context_encoding(ds, specs: Dict[str, FieldSpec]) -> Dict[str, Any]:
+    """[ranker-serving hook] The data layer's encoding of each context field, in plain types: ``tokens`` (the
+    original value of ids 1..n) of token / token_seq fields, the ``float_scaling`` statistics of scaled floats
+    and the ``discretize`` bin edges of binned ones (``None`` when the dataset did not record them), and the
+    ``seq_separator`` of token_seq text."""
+    recorded = getattr(ds, "float_transforms", None)
+    out: Dict[str, Any] = {}
+    for name, spec in specs.items():
+        enc: Dict[str, Any] = {"type": spec.type}
+        if spec.is_token:
+            enc["tokens"] = ds.id_maps[ds.field_vocab[name]].tokens.tolist()
+        how = (ds.config.get("float_scaling") or {}).get(name)
+        if name in (ds.config.get("discretize") or {}) or how is not None:
+            enc["transform"] = None if recorded is None else recorded.get(name)
+        out[name] = enc
+    return {"fields": out, "seq_separator": ds.config.get("seq_separator")}
 
 
 def _spec_args(v, key):

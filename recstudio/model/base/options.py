@@ -29,6 +29,11 @@ TRAIN_OPTIONS: Dict[str, Option] = {
     "cutoffs": Option([10], (list, tuple), "cutoffs of the ranking metrics"),
     "eval_protocol": Option("full", (str,), "'full' ranking over all items, or 'sampled' against negatives",
                             choices=("full", "sampled")),
+    "eval_targets": Option("set", (str,), "how a phase's targets are ranked: 'set': one ranking per user against its "
+                           "evaluation history, all its targets relevant (leave-one-out: the last item); 'each': one "
+                           "ranking per target interaction, against every interaction before it (earlier targets "
+                           "included), metrics averaged over targets; needs a temporal split (split_mode loo or "
+                           "split_order time); see docs/metrics.md", choices=("set", "each")),
     "eval_negatives": Option(100, (int,), "negatives per user for eval_protocol='sampled'"),
     "eval_negative_sampling": Option("uniform", (str,), "how eval_protocol='sampled' draws negatives",
                                      choices=("uniform", "popularity")),

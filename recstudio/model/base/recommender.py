@@ -85,6 +85,9 @@ class Recommender(InferenceMixin, pl.LightningModule):
         """The early-stopping metric must be one of the metrics evaluated (checked before training)."""
         from recstudio.utils.suggest import did_you_mean
         cfg = self.config
+        if self.eval_task in ("rating", "ctr") and cfg.get("eval_targets", "set") != "set":  # seq-eval
+            raise ConfigError(f"eval_targets={cfg['eval_targets']!r} is a ranking protocol; {self.model_name} is "
+                              f"evaluated by {self.eval_task} metrics on the phase's rows. Use eval_targets='set'.")
         if self.eval_task in ("rating", "ctr"):
             names = list(cfg["metrics"])
             if self.eval_task == "ctr":
@@ -390,6 +393,9 @@ class Recommender(InferenceMixin, pl.LightningModule):
         if self.eval_task in ("rating", "ctr"):  # the phase's rows (ctr: labels and context come with them)
             from recstudio.data.types.triplet import TripletDataset
             return TripletDataset(split, phase, num_neg=0, join_features=False)
+        if self.config.get("eval_targets", "set") == "each":  # seq-eval: one ranking per target interaction
+            from recstudio.data.types.position_eval import PositionEvalDataset
+            return PositionEvalDataset(split, phase, max_seq_len=self._eval_seq_len())
         return EvalDataset(split, phase, max_seq_len=self._eval_seq_len())
 
     def _eval_seq_len(self) -> Optional[int]:

@@ -26,6 +26,14 @@ Task (``eval_task = 'ctr'``): the label of a row is ``label_field`` (a 0/1 colum
 BCE (``loss: pointwise_bce``); validation / test report ``auc``, ``gauc`` (per-user AUC) and
 ``logloss`` on the phase's rows, early stopping on valid ``auc`` (higher is better).
 
+Training options every feature model takes (``FEATURE_OPTIONS``, validated when the model is created; a
+model whose training cannot honour one refuses it): ``pos_weight`` (weight of the positive rows' BCE term),
+``neg_sample_rate`` (keep each negative training row with probability ``r``, a fixed draw of the seed, and
+predict calibrated probabilities ``p = q / (q + (1 - q) / r)``, He et al. 2014), ``embed_dim`` (an int, a
+dict ``field -> dim``, or ``auto``: :func:`~recstudio.model.module.field_embedding.auto_dim`), ``embed_l2``
+(per-field L2 on the embedding rows the batch reads) and ``embed_reg`` (L2 on the whole tables). Gradient
+clipping is the training key ``gradient_clip`` (Lightning's ``gradient_clip_val``, by norm).
+
 Top-k. The same model ranks every item for a user (``score_all_candidates``: the user's fields,
 every item's fields and the batch's context fields, or padding when the batch has none), so
 ``recommend()`` works as for any model.
@@ -36,17 +44,20 @@ Example:
     ...     def interaction(self, emb):
     ...         return emb.new_zeros(emb.shape[:-2])
 """
-from typing import Any, Dict, List, Optional, Tuple
+import math
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from recstudio.data.types.triplet import NEG_ITEM, TripletDataset
 from recstudio.model.base.context import FeatureStore, ModelContext, check_needs
 from recstudio.model.base.recommender import Recommender
-from recstudio.model.module.field_embedding import FieldEmbedding
+from recstudio.model.module.field_embedding import AUTO_DIM_CAP, FieldEmbedding, auto_dim
 from recstudio.utils.errors import ConfigError, DataError
+from recstudio.utils.options import NUMBER, Option
 from recstudio.utils.suggest import did_you_mean
 
 #: the interaction column taken as the label when neither label_field nor label_threshold is set
@@ -56,8 +67,13 @@ WEIGHT_SUFFIX = "_weight"
 #: batch key of a row's position in its user's time-ordered interactions (models declaring ``history_seq``)
 HISTORY_POS = "history_pos"
 
+#: key of a per-field dict (embed_dim, embed_l2) giving the value of the fields it does not name
+DEFAULT_ENTRY = "default"
+
 FEATURE_HELP = {
-    "embed_dim": "size of every field's embedding",
+    "embed_dim": "size of the field embeddings: an int (every field), a dict field -> int or 'auto' (with an "
+                 f"optional '{DEFAULT_ENTRY}' entry for the other fields), or 'auto' (6 * vocabulary^0.25, at most "
+                 f"{AUTO_DIM_CAP}); unequal sizes are projected to the largest one",
     "feature_fields": "fields the model uses (null: all): user id, item id, user / item feature fields, "
                       "context (interaction) fields; a clash of names is resolved as user_<name> / item_<name>",
     "label_field": "0/1 interaction column holding the label (null: rating >= label_threshold, else the "
@@ -67,7 +83,102 @@ FEATURE_HELP = {
     "loss": "training loss, a pointwise one (pointwise_bce)",
     "embed_reg": "L2 penalty embed_reg / 2 * ||E||^2 over every field embedding table and first-order weight, "
                  "added to each batch's loss (FuxiCTR's embedding_regularizer; 0: none)",
+    "pos_weight": "weight of the positive rows' term of the BCE loss (> 0; 1: unweighted); predictions are not "
+                  "corrected for it (their odds grow about pos_weight-fold)",
+    "neg_sample_rate": "keep each negative training row with this probability (0 < r <= 1; the draw is fixed by "
+                       "the seed); predictions and evaluation use calibrated probabilities p = q / (q + (1 - q) / r)",
+    "embed_l2": "L2 on the embedding rows each batch reads: a number, or a dict field -> weight (with an optional "
+                f"'{DEFAULT_ENTRY}' entry; unnamed fields 0); per field weight / 2 * the batch mean of the rows' "
+                "squared norms (tables and first-order weights); 0: none",
 }
+
+#: options every feature model accepts without listing them in its YAML (``family_options``); a YAML
+#: ``model`` section may set their defaults
+FEATURE_OPTIONS = {
+    "embed_dim": Option(10, (int, float, str, dict), FEATURE_HELP["embed_dim"]),
+    "pos_weight": Option(1.0, NUMBER, FEATURE_HELP["pos_weight"]),
+    "neg_sample_rate": Option(1.0, NUMBER, FEATURE_HELP["neg_sample_rate"]),
+    "embed_l2": Option(0.0, (int, float, dict), FEATURE_HELP["embed_l2"]),
+}
+
+#: the training options that only a model training through ``FeatureRecommender.training_loss`` applies,
+#: with their neutral values
+LOSS_OPTIONS = {"pos_weight": 1.0, "neg_sample_rate": 1.0, "embed_l2": 0.0}
+
+
+def _is_set(key: str, value: Any) -> bool:
+    """Whether a :data:`LOSS_OPTIONS` value differs from its neutral one (a dict: any entry)."""
+    values = value.values() if isinstance(value, dict) else [value]
+    return any(v != LOSS_OPTIONS[key] for v in values)
+
+
+def calibrate(q, rate: float):
+    """Click probability ``p = q / (q + (1 - q) / rate)`` of a model that predicts ``q`` on data whose
+    negatives were kept with probability ``rate`` (He et al. 2014, "Practical Lessons from Predicting Clicks
+    on Ads at Facebook", section 6.2); in logits: ``logit(p) = logit(q) + log(rate)``.
+
+    Example:
+        >>> round(calibrate(0.5, 0.1), 4)     # 1:1 odds on 10%-sampled negatives are 1:10
+        0.0909
+    """
+    return q / (q + (1 - q) / rate)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_feature_options(cfg: Mapping[str, Any]) -> None:
+    """Values of :data:`FEATURE_OPTIONS` (their types are checked by the config layer).
+
+    Raises:
+        ConfigError: naming the key, the value and what is allowed.
+    """
+    w = cfg.get("pos_weight", 1.0)
+    if not _number(w) or w <= 0:
+        raise ConfigError(f"pos_weight must be a number > 0 (1: unweighted BCE), got {w!r}.")
+    r = cfg.get("neg_sample_rate", 1.0)
+    if not _number(r) or not 0 < r <= 1:
+        raise ConfigError(f"neg_sample_rate must be in (0, 1] (the probability of keeping a negative training row; "
+                          f"1: keep all), got {r!r}.")
+    dim = cfg.get("embed_dim")
+    if isinstance(dim, float) and dim.is_integer():  # 16.0 (e.g. from a tuner) is 16
+        dim = cfg["embed_dim"] = int(dim)
+    allowed = (f"an int >= 1, 'auto', or a dict field -> (int >= 1 or 'auto') with an optional "
+               f"'{DEFAULT_ENTRY}' entry")
+    entries = dim.items() if isinstance(dim, dict) else [(None, dim)]
+    for key, d in entries:
+        if not ((isinstance(d, int) and not isinstance(d, bool) and d >= 1) or d == "auto") \
+                or (key is not None and not isinstance(key, str)):
+            where = "embed_dim" if key is None else f"embed_dim[{key!r}]"
+            raise ConfigError(f"{where} must be {allowed}; got {d!r}.")
+    if isinstance(dim, dict) and not dim:
+        raise ConfigError(f"embed_dim is an empty dict; it must be {allowed}.")
+    l2 = cfg.get("embed_l2", 0.0)
+    entries = l2.items() if isinstance(l2, dict) else [(None, l2)]
+    for key, v in entries:
+        if not _number(v) or v < 0 or (key is not None and not isinstance(key, str)):
+            where = "embed_l2" if key is None else f"embed_l2[{key!r}]"
+            raise ConfigError(f"{where} must be a number >= 0 (or embed_l2 a dict field -> number >= 0 with an "
+                              f"optional '{DEFAULT_ENTRY}' entry); got {v!r}.")
+
+
+def _applied_loss_options(cls, base) -> Tuple[str, ...]:
+    """The :data:`LOSS_OPTIONS` a model class's training applies: all when every ``training_loss`` between
+    ``cls`` and ``base`` in the MRO calls ``super().training_loss`` (the base's loss trains), else those that
+    the class overriding it declares in its ``applied_loss_options`` (none when it declares nothing)."""
+    for klass in cls.__mro__:
+        if klass is base:
+            break
+        fn = klass.__dict__.get("training_loss")
+        if fn is None:
+            continue
+        if "applied_loss_options" in klass.__dict__:
+            return tuple(klass.__dict__["applied_loss_options"])
+        names = getattr(getattr(fn, "__code__", None), "co_names", ())
+        if not ("super" in names and "training_loss" in names):
+            return ()
+    return tuple(LOSS_OPTIONS)
 
 
 class FieldRowsDataset(TripletDataset):
@@ -81,9 +192,12 @@ class FieldRowsDataset(TripletDataset):
     """
 
     def __init__(self, split, phase: str = "train", keep_fields: Optional[List[str]] = None,
-                 history_position: bool = False, **kwargs):
+                 history_position: bool = False, neg_sample_rate: float = 1.0,
+                 label: Optional[Tuple[str, Optional[float]]] = None, **kwargs):
         kwargs["join_features"] = False
         super().__init__(split, phase, **kwargs)
+        if neg_sample_rate != 1.0:
+            self._down_sample(float(neg_sample_rate), label)
         if keep_fields is not None:
             keep = set(keep_fields) | {self.uid, self.iid, NEG_ITEM}
             missing = sorted(set(keep_fields) - set(self.columns))
@@ -98,6 +212,29 @@ class FieldRowsDataset(TripletDataset):
             rows = np.asarray(self.rows, dtype=np.int64)
             self.columns[HISTORY_POS] = self.tensor(rows - ds.user_offsets[ds.users[rows]])
             self.field_types[HISTORY_POS] = None
+
+    def _down_sample(self, rate: float, label: Optional[Tuple[str, Optional[float]]]) -> None:
+        """Keep every positive row and each negative one with probability ``rate``: one uniform draw per row
+        from the dataset's seed, so the kept rows depend only on (data, seed, rate)."""
+        from recstudio.data.types.base import torch_generator
+        if label is None:
+            raise ConfigError("FieldRowsDataset: neg_sample_rate needs label=(column, threshold or None).")
+        col, threshold = label
+        values = self.columns[col].detach().cpu().double()
+        y = (values >= float(threshold)).double() if threshold is not None else values
+        if not bool(((y == 0) | (y == 1)).all()):
+            raise DataError(f"neg_sample_rate keeps a share of the negative rows, which needs 0/1 labels; column "
+                            f"{col!r} holds soft labels. Set neg_sample_rate to 1.")
+        u = torch.rand(len(y), generator=torch_generator(self.seed, 0x4E5352), dtype=torch.float64)
+        keep = (y == 1) | (u < rate)
+        if not bool((keep & (y == 0)).any()):
+            raise DataError(f"neg_sample_rate {rate} keeps none of the {int((y == 0).sum())} negative {self.phase} "
+                            "rows; raise it.")
+        idx = torch.nonzero(keep).squeeze(1)
+        self.kept_fraction = float(keep.double().mean())
+        self.rows = np.asarray(self.rows)[idx.numpy()]
+        for key in list(self.columns):
+            self.columns[key] = self.columns[key][idx.to(self.columns[key].device)]
 
 
 class _Field:
@@ -121,21 +258,51 @@ class FeatureRecommender(Recommender):
     dataset_type = "triplet"
     eval_task = "ctr"
     option_help = dict(FEATURE_HELP)
+    #: keys every feature model takes (the config layer adds them to each model's own keys)
+    family_options = dict(FEATURE_OPTIONS)
+    #: a model overriding ``training_loss`` without calling ``super().training_loss`` lists here the
+    #: :data:`LOSS_OPTIONS` its loss applies (with :meth:`ctr_loss`, :meth:`embedding_row_penalty`); the others
+    #: are refused when set. Not declared: inferred (all when the loss calls ``super().training_loss``, else none)
+    applied_loss_options: Tuple[str, ...] = tuple(LOSS_OPTIONS)
     #: rows x items x fields x dim scored at once when ranking every item
     score_chunk_elements = 1 << 22
     #: add the first-order term ``sum_f w_f`` to the logit (False: no first-order weights are built, the
     #: logit is ``bias + interaction(emb)``, for models whose paper has no linear part, e.g. DCN, AutoInt)
     use_first_order = True
 
+    def __init__(self, config: Optional[Mapping[str, Any]] = None, dataset_config: Optional[Mapping] = None,
+                 **overrides):
+        super().__init__(config, dataset_config, **overrides)
+        self._check_feature_options()
+
+    def _check_feature_options(self) -> None:
+        """The values of the training options, and that this model's training applies the ones set."""
+        check_feature_options(self.config)
+        applied = _applied_loss_options(type(self), FeatureRecommender)
+        set_keys = [k for k, neutral in LOSS_OPTIONS.items()
+                    if _is_set(k, self.config.get(k, neutral)) and k not in applied]
+        if set_keys:
+            owner = next(c for c in type(self).__mro__ if "training_loss" in c.__dict__)
+            raise ConfigError(f"{self.model_name} trains with its own loss ({owner.__name__}.training_loss), which "
+                              f"does not apply {set_keys}; remove them (leave them at "
+                              f"{ {k: LOSS_OPTIONS[k] for k in set_keys} }).")
+        if not isinstance(self.config.get("embed_dim"), int) \
+                and type(self).embedding_width is not FeatureRecommender.embedding_width:
+            raise ConfigError(f"{self.model_name} packs several vectors into each field's row (embedding_width), "
+                              f"so it needs one size for every field: set embed_dim to an int, got "
+                              f"{self.config.get('embed_dim')!r}.")
+
     # ---- hooks for the models ----------------------------------------------------------------
     def build_interaction(self) -> None:
         """Create the blocks :meth:`interaction` uses (``self.num_fields``, ``self.embed_dim`` are set)."""
 
     def embedding_width(self) -> int:
-        """Width ``d`` of every field's vector (``self.num_fields`` is known): ``embed_dim`` by default; a model
-        that packs several vectors into one row (one per interaction order, one per other field) returns a
-        multiple of it and splits ``emb`` in :meth:`interaction`."""
-        return int(self.cfg("embed_dim"))
+        """Width ``d`` of every field's vector (``self.num_fields`` is known): ``embed_dim`` by default (with
+        sizes per field, the largest); a model that packs several vectors into one row (one per interaction
+        order, one per other field) returns a multiple of it and splits ``emb`` in :meth:`interaction` (it
+        then needs an int ``embed_dim``)."""
+        dims = getattr(self, "field_dims", None)
+        return max(dims.values()) if dims else int(self.cfg("embed_dim"))
 
     def interaction(self, emb: torch.Tensor) -> torch.Tensor:
         """``emb [*, F, d] -> [*]``, added to the first-order term to give the logit."""
@@ -210,16 +377,17 @@ class FeatureRecommender(Recommender):
             self.register_buffer("history_indptr", meta.history_indptr.long(), persistent=False)
             self.register_buffer("history_items", meta.history_indices.long(), persistent=False)
 
-    def history_before(self, batch: Dict[str, torch.Tensor], length: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    def history_before(self, batch: Dict[str, torch.Tensor], length: int,
+                       padding: str = "left") -> Tuple[torch.Tensor, torch.Tensor]:
         """``(items [B, length], seq_len [B])``: the last ``length`` items the row's user interacted with
-        before the row (time order, left-padded with 0, the latest last), for a model declaring
+        before the row (time order, ``padding`` as in ``gather_windows``: left puts the latest last), for a model declaring
         ``history_seq``; a batch without ``HISTORY_POS`` (``recommend``) gets the user's whole known history."""
         from recstudio.data.types.base import gather_windows
         self.meta.require("history_seq", type(self).__name__)
         users = batch[self.meta.uid_field]
         lo = self.history_indptr[users]
         hi = lo + batch[HISTORY_POS] if HISTORY_POS in batch else self.history_indptr[users + 1]
-        return gather_windows(self.history_items, lo, hi, int(length), "left")
+        return gather_windows(self.history_items, lo, hi, int(length), padding)
 
     def _get_dataset_class(self):
         return FieldRowsDataset
@@ -238,8 +406,14 @@ class FeatureRecommender(Recommender):
         return list(dict.fromkeys(cols))
 
     def _dataset_kwargs(self) -> Dict[str, Any]:
-        return {"join_features": False, "num_neg": 0, "keep_fields": self._batch_columns(),
-                **({"history_position": True} if "history_seq" in self.needs else {})}
+        kwargs = {"join_features": False, "num_neg": 0, "keep_fields": self._batch_columns(),
+                  **({"history_position": True} if "history_seq" in self.needs else {})}
+        rate = float(self.cfg("neg_sample_rate", 1.0))
+        if rate != 1.0:  # negative down-sampling of the training rows (evaluation keeps every row)
+            kind, col = self._label_column(self._batch_columns(), self.meta.rating_field)
+            kwargs.update(neg_sample_rate=rate,
+                          label=(col, float(self.cfg("label_threshold")) if kind == "threshold" else None))
+        return kwargs
 
     def _eval_dataset(self, split, phase: str):
         return FieldRowsDataset(split, phase, num_neg=0, keep_fields=self._batch_columns(),
@@ -311,11 +485,51 @@ class FeatureRecommender(Recommender):
         self.query_keys = [f.key for f in self.fields if f.owner != "item"]
         self.item_keys = [f.key for f in self.fields if f.owner == "item"]
         self.num_fields = len(self.fields)
+        self.field_dims = self._field_dims()
         self.embed_dim = int(self.embedding_width())
         self.embedding = FieldEmbedding(specs, self.embed_dim, linear=bool(self.use_first_order),
-                                        seq_weights={k: weights[k] for k in keys if k in weights})
+                                        seq_weights={k: weights[k] for k in keys if k in weights},
+                                        field_dims=self.field_dims)
+        self.embed_l2 = self._per_field("embed_l2", 0.0, float)
         self.bias = nn.Parameter(torch.zeros(1))
+        self._check_loss_options()
         self.build_interaction()
+
+    def _per_field(self, key: str, neutral: Any, cast) -> Dict[str, Any]:
+        """A per-field option (a value, or a dict field -> value with an optional ``default`` entry) as
+        ``field key -> value`` over the used fields; an unknown field name is an error."""
+        value = self.cfg(key, neutral)
+        keys = [f.key for f in self.fields]
+        if not isinstance(value, dict):
+            return {k: cast(value) for k in keys}
+        unknown = [k for k in value if k not in keys and k != DEFAULT_ENTRY]
+        if unknown:
+            raise ConfigError(f"{key} names {unknown}, which {self.model_name} does not embed; its fields are {keys} "
+                              f"(and '{DEFAULT_ENTRY}' sets the fields not named)."
+                              + did_you_mean(str(unknown[0]), keys + [DEFAULT_ENTRY]))
+        fallback = value.get(DEFAULT_ENTRY, neutral)
+        return {k: cast(value.get(k, fallback)) for k in keys}
+
+    def _field_dims(self) -> Optional[Dict[str, int]]:
+        """Table width of each field for ``embed_dim`` a dict or ``auto`` (``None`` for an int: one width)."""
+        spec = self.cfg("embed_dim")
+        if isinstance(spec, int):
+            return None
+        if isinstance(spec, dict):
+            missing = [f.key for f in self.fields if f.key not in spec] if DEFAULT_ENTRY not in spec else []
+            if missing:
+                raise ConfigError(f"embed_dim gives no size for the fields {missing}: name every field of "
+                                  f"{[f.key for f in self.fields]}, or add a '{DEFAULT_ENTRY}' entry.")
+        per = self._per_field("embed_dim", None, lambda v: v)
+        return {f.key: auto_dim(f.type, f.size) if per[f.key] == "auto" else int(per[f.key]) for f in self.fields}
+
+    def _check_loss_options(self) -> None:
+        """``pos_weight`` and ``neg_sample_rate`` act on the BCE of logits: other losses refuse them."""
+        from recstudio.model.loss.pointwise import BCELoss
+        set_keys = [k for k in ("pos_weight", "neg_sample_rate") if float(self.cfg(k, 1.0)) != 1.0]
+        if set_keys and not isinstance(self.loss_fn, BCELoss):
+            raise ConfigError(f"{set_keys} weight / correct a binary cross-entropy on logits; loss "
+                              f"{self.cfg('loss')!r} is not one: use loss pointwise_bce or remove them.")
 
     @property
     def used_fields(self) -> List[str]:
@@ -404,11 +618,42 @@ class FeatureRecommender(Recommender):
         return out
 
     # ---- training ------------------------------------------------------------------------------
+    @property
+    def logit_offset(self) -> float:
+        """``-log(neg_sample_rate)``: what the training loss adds to the model's (calibrated) logit, so that
+        the model learns ``logit(q) = logit(p) - log(r)`` on the down-sampled rows and predicts ``p`` itself
+        (He et al. 2014's ``p = q / (q + (1 - q) / r)``, see :func:`calibrate`); 0 without down-sampling."""
+        return -math.log(float(self.cfg("neg_sample_rate", 1.0)))
+
+    def ctr_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The pointwise loss of calibrated ``logits`` against ``labels`` on the training rows: shifted by
+        :attr:`logit_offset` under negative down-sampling, the positive term weighted by ``pos_weight``."""
+        offset, w = self.logit_offset, float(self.cfg("pos_weight", 1.0))
+        if offset:
+            logits = logits + offset
+        if w != 1.0:
+            per_row = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction="none",
+                                                         pos_weight=logits.new_tensor(w))
+            return self.loss_fn.reduce(per_row)
+        return self.loss_fn(pos_score=logits, label=labels)
+
+    def embedding_row_penalty(self, rows: Mapping[str, torch.Tensor], batch_rows: int) -> torch.Tensor:
+        """``sum_f embed_l2[f] / 2 * rows[f] / batch_rows``: ``rows`` from :meth:`FieldEmbedding.record_rows`
+        (per field, the squared norms of the rows the batch read)."""
+        terms = [self.embed_l2[k] / 2 * v for k, v in rows.items() if self.embed_l2.get(k, 0.0)]
+        return sum(terms) / max(1, batch_rows) if terms else self.bias.new_zeros(())
+
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pointwise loss of the rows' logits against their labels (:meth:`ctr_labels`), plus the
-        ``embed_reg`` penalty."""
-        loss = self.loss_fn(pos_score=self.forward(batch), label=self.ctr_labels(batch))
+        """Pointwise loss of the rows' logits against their labels (:meth:`ctr_loss`, :meth:`ctr_labels`),
+        plus the ``embed_l2`` penalty of the rows the batch read and the ``embed_reg`` penalty."""
+        if any(self.embed_l2.values()):
+            with self.embedding.record_rows() as rows:
+                logits = self.forward(batch)
+            loss = self.ctr_loss(logits, self.ctr_labels(batch))
+            loss = loss + self.embedding_row_penalty(rows, self._batch_size(batch))
+        else:
+            loss = self.ctr_loss(self.forward(batch), self.ctr_labels(batch))
         reg = float(self.cfg("embed_reg", 0.0))
         if reg:
-            loss = loss + reg / 2 * sum(p.pow(2).sum() for p in self.embedding.parameters())
+            loss = loss + reg / 2 * sum(p.pow(2).sum() for p in self.embedding.table_parameters())
         return loss

@@ -47,6 +47,7 @@ from torch import nn
 from recstudio.model.base.itemtower import TOWER_HELP, ItemTowerRecommender
 from recstudio.model.module.embedding import IdEmbedding
 from recstudio.utils.errors import ConfigError
+from recstudio.utils.options import Option
 
 ITEM_SEQ, TARGET_SEQ = "item_seq", "target_seq"
 SEQ_MODES = ("causal", "cloze")
@@ -64,6 +65,16 @@ SEQ_HELP = {
     "item_feature_fields": "item feature fields whose embeddings are added to the item id embedding (inputs and "
                            "scored items); [] for ids only",
     "mask_ratio": "cloze training: share of the positions masked (at least one per sequence)",
+}
+TRAIN_EXAMPLES = ("sequence", "prefix")
+#: keys every sequential model accepts without listing them in its YAML (``family_options``)
+SEQ_OPTIONS = {
+    "train_examples": Option(
+        "sequence", (str,), "training rows: 'sequence' (one row per user: its latest max_seq_len + 1 train items, "
+        "the next item predicted at every position) or 'prefix' (causal models: one row per train interaction after "
+        "the user's first, predicted from the max_seq_len items before it: the prefix expansion of the session-based "
+        "papers and RecBole; every train item is a target with a full-length history, at the cost of more rows per "
+        "epoch)", choices=TRAIN_EXAMPLES),
 }
 
 
@@ -122,6 +133,7 @@ class SequentialRecommender(ItemTowerRecommender):
     dataset_type = "seq2seq"
     seq_mode = "causal"
     option_help = dict(SEQ_HELP)
+    family_options = dict(SEQ_OPTIONS)
 
     # ---- what the model needs ----------------------------------------------------------------
     @property
@@ -173,7 +185,17 @@ class SequentialRecommender(ItemTowerRecommender):
             kwargs["t"] = self.cfg("gbce_t", 0.75)
         return build_loss(spec, context=self._block_context(), **kwargs)
 
+    def _train_examples(self) -> str:
+        return self.cfg("train_examples", "sequence")
+
+    def _get_dataset_class(self):
+        """``seq2seq`` (one row per user), or ``seq`` with ``target_seq`` for ``train_examples: prefix``."""
+        from recstudio.data.types import DATASET_TYPES
+        return DATASET_TYPES["seq" if self._train_examples() == "prefix" else self.dataset_type]
+
     def _dataset_kwargs(self):
+        if self._train_examples() == "prefix":
+            return {"max_seq_len": self.cfg("max_seq_len"), "padding": "left", "target_seq": True}
         kwargs = {"max_seq_len": self.cfg("max_seq_len"), "mode": self.seq_mode, "padding": "left"}
         if self.seq_mode == "cloze":
             kwargs.update(mask_ratio=self.cfg("mask_ratio"), mask_token=self.mask_token)
@@ -186,6 +208,9 @@ class SequentialRecommender(ItemTowerRecommender):
     def build_blocks(self) -> None:
         if self.seq_mode not in SEQ_MODES:
             raise ConfigError(f"{type(self).__name__}.seq_mode must be one of {SEQ_MODES}, got {self.seq_mode!r}.")
+        if self._train_examples() == "prefix" and self.seq_mode != "causal":
+            raise ConfigError(f"train_examples='prefix' trains next-item prediction; {type(self).__name__} is a "
+                              f"{self.seq_mode} model. Use train_examples='sequence'.")
         if self.seq_mode == "cloze" and self.cfg("max_seq_len") < 2:
             raise ConfigError("cloze models need max_seq_len >= 2 (one position holds the mask token at evaluation).")
         super().build_blocks()
@@ -204,13 +229,17 @@ class SequentialRecommender(ItemTowerRecommender):
         """The encoder's output ``[B, L, d]`` at every position of ``item_seq``."""
         return self.query_encoder.encoder(item_seq)
 
+    def position_output(self, item_seq: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """``[P, d]``: the encoder's output at the True positions of ``positions [B, L]`` (row-major order).
+        A model whose encoder cannot serve every position in one pass overrides it to compute only these."""
+        return self.sequence_output(item_seq)[positions]
+
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss at every position with a target (``target_seq > 0``: the next item (causal) or the
         masked item (cloze)), averaged over those positions."""
         seq, target = batch[ITEM_SEQ], batch[TARGET_SEQ]
-        hidden = self.sequence_output(seq)
         has_target = target > 0
-        query = hidden[has_target]  # [P, d]
+        query = self.position_output(seq, has_target)  # [P, d]
         pos_ids = target[has_target]  # [P]
         loss = self.loss_fn
         inputs = {"pos_score": self.score_func(query, self.encode_items(pos_ids))}

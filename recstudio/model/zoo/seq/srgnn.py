@@ -145,6 +145,12 @@ class PrefixGraphRecommender(SequentialRecommender):
         out[real] = vectors
         return out
 
+    def position_output(self, item_seq: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The encoder on the prefixes ending at ``positions`` only (one per row with
+        ``train_examples: prefix``)."""
+        prefixes, real = all_prefixes(item_seq)
+        return self.query_encoder.encoder(prefixes[positions[real]])
+
 
 def uniform_init_(module: nn.Module, dim: int) -> None:
     """SR-GNN's initialisation: every parameter of ``module`` from U(-1/sqrt(d), 1/sqrt(d))."""
