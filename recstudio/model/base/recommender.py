@@ -26,8 +26,9 @@ from recstudio.utils.errors import ConfigError, DataError
 COMMON_HELP = {
     "loss": "training loss (a name from recstudio.model.loss.LOSSES)",
     "sampler": "negative sampler: masked_uniform (drawn by the dataset, never a positive of the user), "
-               "uniform, popularity, inbatch; model-based (item-tower models): cluster_uni, cluster_pop, midx_uni, "
-               "midx_pop, sir, dns, retriever (see the sampler_* keys)",
+               "uniform, popularity, inbatch, mixed (in-batch + uniform), shared_uniform (one set per batch); "
+               "model-based (item-tower models): cluster_uni, cluster_pop, midx_uni, midx_pop, sir, dns, retriever "
+               "(see the sampler_* keys)",
     "num_neg": "negatives per positive",
     "sampler_alpha": "exponent of popularity^alpha for the popularity sampler",
 }

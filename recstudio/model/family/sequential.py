@@ -58,7 +58,9 @@ SEQ_HELP = {
     "max_seq_len": "longest input sequence (the latest items are kept, in training and evaluation)",
     "num_neg": "negatives per position for negative-based losses",
     "sampler": "negative sampler for negative-based losses: masked_uniform (uniform over items outside the "
-               "row's sequence window), uniform, popularity, inbatch (the other positions' targets)",
+               "row's sequence window), uniform, popularity, inbatch (the other positions' targets), mixed "
+               "(in-batch + uniform), shared_uniform (one set for the whole batch), or a model-based one "
+               "(cluster_uni, cluster_pop, midx_uni, midx_pop, sir, dns, retriever)",
     "gbce_t": "calibration t of the gbce loss (gSASRec): beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha the "
               "sampling rate num_neg / (items - 1); t = 1 is BCE's full calibration, t = 0 plain BCE "
               "(used only with loss: gbce)",
@@ -222,7 +224,7 @@ class SequentialRecommender(ItemTowerRecommender):
                               "pointwise. Use softmax, sampled_softmax, bce, gbce or bpr.")
         if self.loss_fn.needs_negatives and self.sampler is None:
             raise ConfigError(f"loss {self.cfg('loss')!r} needs negatives: set sampler (masked_uniform, uniform, "
-                              "popularity or inbatch).")
+                              "popularity, inbatch, mixed, shared_uniform or a model-based one such as midx_uni).")
 
     # ---- training ----------------------------------------------------------------------------
     def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:

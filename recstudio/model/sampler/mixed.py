@@ -30,7 +30,12 @@ class MixedSampler(InBatchSampler):
         num_items: catalogue size including padding 0.
         estimate: ``'batch'`` | ``'popularity'`` (see :class:`InBatchSampler`).
         item_counts: counts [num_items] for ``'popularity'``.
-        generator, seed: randomness of the uniform draws.
+        batch_negatives: ``None`` (default): all ``B - 1`` in-batch negatives; an integer ``n < B - 1``:
+            ``n`` distinct random offsets shared by the rows (as :class:`InBatchSampler` with ``num_neg = n``),
+            for batches too large for ``[B, B - 1]`` negatives (a sequential model's ``B`` is its number of
+            target positions, thousands per batch). The mixture then weighs ``n + 1`` batch draws (the
+            row's own slot included, as ``B`` counts it) against ``K``.
+        generator, seed: randomness of the offsets and the uniform draws.
 
     Example:
         >>> s = MixedSampler(num_items=11, seed=0)
@@ -42,16 +47,24 @@ class MixedSampler(InBatchSampler):
     """
 
     def __init__(self, num_items: int, estimate: str = "batch", item_counts: Optional[Tensor] = None,
-                 generator: Optional[torch.Generator] = None, seed: Optional[int] = None):
+                 batch_negatives: Optional[int] = None, generator: Optional[torch.Generator] = None,
+                 seed: Optional[int] = None):
         super().__init__(estimate=estimate, num_items=num_items, item_counts=item_counts, generator=generator,
                          seed=seed)
         if self.num_items is None:
             raise ConfigError("MixedSampler needs num_items (the catalogue size including padding 0).")
+        if batch_negatives is not None and (isinstance(batch_negatives, bool) or int(batch_negatives) < 1):
+            raise ConfigError(f"MixedSampler: batch_negatives must be None (all B - 1) or an integer >= 1, "
+                              f"got {batch_negatives!r}.")
+        self.batch_negatives = None if batch_negatives is None else int(batch_negatives)
         self.num_uniform: Optional[int] = None
+        self.batch_draws: Optional[int] = None
 
-    def mixture_log_prob(self, items: Tensor, pos_items: Tensor, num_uniform: int) -> Tensor:
-        """``log q(i)`` of one candidate under the mixture of ``B`` batch and ``num_uniform`` uniform draws."""
-        b = pos_items.numel()
+    def mixture_log_prob(self, items: Tensor, pos_items: Tensor, num_uniform: int,
+                         batch_draws: Optional[int] = None) -> Tensor:
+        """``log q(i)`` of one candidate under the mixture of ``batch_draws`` (default ``B``) batch and
+        ``num_uniform`` uniform draws."""
+        b = pos_items.numel() if batch_draws is None else int(batch_draws)
         batch = self.batch_log_prob(items, pos_items).double()
         uniform = torch.full_like(batch, -math.log(self.num_items - 1))
         ok = (items >= 1) & (items < self.num_items)
@@ -66,19 +79,21 @@ class MixedSampler(InBatchSampler):
                               f"ones and must be >= 1, got {num_neg}; use sampler inbatch for in-batch only.")
         k = int(num_neg)
         dtype, dev = self.prob_dtype(query), pos_items.device
-        _, in_batch, _ = super().forward(query, None, pos_items)
-        uniform = self.randint(1, self.num_items, (pos_items.shape[0], k), dev)
+        b, cap = pos_items.shape[0], self.batch_negatives
+        capped = cap is not None and cap < b - 1
+        _, in_batch, _ = super().forward(query, cap if capped else None, pos_items)
+        uniform = self.randint(1, self.num_items, (b, k), dev)
         neg = torch.cat([in_batch, uniform], dim=1)
-        self.num_uniform = k
-        return (self.mixture_log_prob(pos_items, pos_items, k).to(dtype), neg,
-                self.mixture_log_prob(neg, pos_items, k).to(dtype))
+        self.num_uniform, self.batch_draws = k, (cap + 1 if capped else None)
+        return (self.mixture_log_prob(pos_items, pos_items, k, self.batch_draws).to(dtype), neg,
+                self.mixture_log_prob(neg, pos_items, k, self.batch_draws).to(dtype))
 
     def log_prob(self, items, pos_items=None, user_hist=None) -> Tensor:
         if self.num_uniform is None:
             raise ConfigError("MixedSampler.log_prob depends on num_neg: draw once first.")
         if pos_items is None and self.estimate == "batch":
             raise ConfigError("MixedSampler.log_prob needs the batch's pos_items for estimate='batch'.")
-        return self.mixture_log_prob(items, pos_items, self.num_uniform)
+        return self.mixture_log_prob(items, pos_items, self.num_uniform, self.batch_draws)
 
     def extra_repr(self) -> str:
-        return f"num_items={self.num_items}, estimate={self.estimate!r}"
+        return f"num_items={self.num_items}, estimate={self.estimate!r}, batch_negatives={self.batch_negatives}"

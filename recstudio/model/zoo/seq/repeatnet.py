@@ -2,7 +2,6 @@
 from typing import Dict, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from recstudio.model.base.itemtower import ItemTowerRecommender
