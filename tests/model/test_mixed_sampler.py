@@ -95,3 +95,17 @@ def test_shared_negatives_equal_the_same_items_gathered_per_row(make_split):
     from recstudio.model.loss import SampledSoftmaxLoss
     slow = SampledSoftmaxLoss()(pos_score, neg_score, neg_is_pos=shared[None, :] == pos[:, None])
     assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_sampler_batch_negatives_key_caps_the_in_batch_part(make_split, tmp_path):
+    from recstudio.model.registry import get_model
+    split = make_split(0, 20, 30, (5, 12), split_mode="loo")
+    m = get_model("SASRec")(embed_dim=8, n_layers=1, n_heads=1, max_seq_len=6, batch_size=32, quiet=True, epochs=1,
+                            early_stop_patience=2, eval_batch_size=16, loss="sampled_softmax", sampler="mixed",
+                            num_neg=4, sampler_batch_negatives=3)
+    m.fit(split, run_dir=str(tmp_path))
+    assert m.sampler.batch_negatives == 3
+    _, neg, _ = m.sampler(None, 4, torch.arange(1, 11))
+    assert neg.shape == (10, 3 + 4)
+    with pytest.raises(ConfigError, match="sampler_batch_negatives"):
+        get_model("SASRec")(sampler_batch_negatives="all")

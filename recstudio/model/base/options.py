@@ -70,5 +70,8 @@ TRAIN_OPTIONS: Dict[str, Option] = {
                                  "retriever sampler proposes from (same dataset)", nullable=True),
     "sampler_top_n": Option(100, (int,), "neighbours of the positive the retriever sampler proposes from"),
     "sampler_uniform_mix": Option(0.5, NUMBER, "share of uniform draws of the retriever sampler, in (0, 1]"),
+    "sampler_batch_negatives": Option(None, (int,), "in-batch negatives per row of the mixed sampler: null for all "
+                                      "B - 1 other rows, or n >= 1 random other rows (bounds memory when a batch "
+                                      "holds thousands of positions, e.g. a sequential model)", nullable=True),
     "warp_max_trials": Option(100, (int,), "draws of the warp_exact loss before it gives up on a positive"),
 }

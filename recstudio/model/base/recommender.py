@@ -139,7 +139,8 @@ class Recommender(InferenceMixin, pl.LightningModule):
         return {"num_clusters": cfg("sampler_clusters", 16), "kmeans_iters": cfg("sampler_kmeans_iters", 10),
                 "metric": cfg("sampler_metric", "auto"), "num_candidates": cfg("sampler_candidates", 32),
                 "checkpoint": cfg("sampler_checkpoint"), "top_n": cfg("sampler_top_n", 100),
-                "uniform_mix": cfg("sampler_uniform_mix", 0.5), "alpha": cfg("sampler_alpha", 1.0)}
+                "uniform_mix": cfg("sampler_uniform_mix", 0.5), "alpha": cfg("sampler_alpha", 1.0),
+                "batch_negatives": cfg("sampler_batch_negatives")}
 
     def _dataset_kwargs(self) -> Dict[str, Any]:
         """Keyword arguments of the training dataset. Triplet batches join no feature tables: a model

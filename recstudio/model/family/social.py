@@ -42,7 +42,7 @@ Example:
     ...         users = self.query_encoder.embedding.weight
     ...         return users + torch.sparse.mm(self.social_adj, users)
 """
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -227,4 +227,47 @@ class SocialRecommender(TwoTowerRecommender):
 
     def load_state_dict(self, *args, **kwargs):
         self._user_cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+
+class PropagatedTables:
+    """Mixin (before :class:`SocialRecommender` in the bases) for models whose user and item tables come from
+    one graph propagation, ``propagate() -> (users [num_users, d], items [num_items, d])``.
+
+    A training step propagates once and every loss term of the step reads that result through
+    :meth:`_tables` (the ranking loss and any self-supervised term alike); evaluation propagates once
+    and keeps the tables until the weights may change (the next training step, ``train()``,
+    ``load_state_dict``). With gradients enabled outside a step it propagates afresh.
+    """
+
+    _step_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+    _eval_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+
+    def _tables(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._step_tables is not None:
+            return self._step_tables
+        if self.training or torch.is_grad_enabled():
+            return self.propagate()
+        if self._eval_tables is None:
+            self._eval_tables = self.propagate()
+        return self._eval_tables
+
+    def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        self.invalidate_cache()
+        self._step_tables = self.propagate()   # one propagation serves the batch and the extra terms
+        try:
+            return super().training_loss(batch)
+        finally:
+            self._step_tables = None
+
+    def invalidate_cache(self) -> None:
+        super().invalidate_cache()
+        self._eval_tables = None
+
+    def train(self, mode: bool = True):
+        self._eval_tables = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._eval_tables = None
         return super().load_state_dict(*args, **kwargs)

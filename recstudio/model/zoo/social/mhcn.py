@@ -1,6 +1,6 @@
 """MHCN: multi-channel hypergraph convolution over social motifs, with hierarchical mutual-information
 maximisation as a self-supervised task."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recstudio.model.family.social import SOCIAL_HELP, SocialRecommender, row_normalized
+from recstudio.model.family.social import PropagatedTables, SOCIAL_HELP, SocialRecommender, row_normalized
 from recstudio.model.module.graph import to_torch_csr
 from recstudio.model.registry import register_model
 from recstudio.utils.errors import ConfigError
@@ -158,7 +158,7 @@ class ChannelAttention(nn.Module):
 @register_model("MHCN", category="social",
                 paper="J. Yu, H. Yin, J. Li, Q. Wang, N. Q. V. Hung, X. Zhang. Self-Supervised Multi-Channel "
                       "Hypergraph Convolutional Network for Social Recommendation. WWW 2021.")
-class MHCN(SocialRecommender):
+class MHCN(PropagatedTables, SocialRecommender):
     """MHCN (Yu et al., WWW 2021). Ten motifs of the social network and the interactions (M1-M7: social
     triangles; M8-M9: two linked users who share an item; M10: two unlinked users who share items) give three
     hypergraph channels, ``H_s`` (social), ``H_j`` (joint) and ``H_p`` (purchase), each row-normalised
@@ -237,8 +237,6 @@ class MHCN(SocialRecommender):
         self.gates = nn.ModuleList(SelfGating(d) for _ in range(4))      # channels s, j, p and the simple one
         self.ssl_gates = nn.ModuleList(SelfGating(d) for _ in range(3))
         self.attention = ChannelAttention(d)
-        self._step_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        self._eval_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._ssl_generator = torch.Generator().manual_seed(int(self.config["seed"]))
 
     @property
@@ -268,15 +266,6 @@ class MHCN(SocialRecommender):
             item_sum = item_sum + F.normalize(q_next, dim=1)
             q = q_next
         return self.attention(*sums) + simple_sum / 2, item_sum
-
-    def _tables(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._step_tables is not None:
-            return self._step_tables
-        if self.training or torch.is_grad_enabled():
-            return self.propagate()
-        if self._eval_tables is None:
-            self._eval_tables = self.propagate()
-        return self._eval_tables
 
     def all_user_vectors(self) -> torch.Tensor:
         return self._tables()[0]
@@ -321,26 +310,6 @@ class MHCN(SocialRecommender):
         return weight * total
 
     # ---- training and caching -----------------------------------------------------------------
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        self.invalidate_cache()
-        self._step_tables = self.propagate()   # one propagation serves the batch and the self-supervision
-        try:
-            return super().training_loss(batch)
-        finally:
-            self._step_tables = None
-
-    def invalidate_cache(self) -> None:
-        super().invalidate_cache()
-        self._eval_tables = None
-
-    def train(self, mode: bool = True):
-        self._eval_tables = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._eval_tables = None
-        return super().load_state_dict(*args, **kwargs)
-
     def on_save_checkpoint(self, checkpoint) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["ssl_generator_state"] = self._ssl_generator.get_state()

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from recstudio.model.family.social import SOCIAL_HELP, SocialRecommender
+from recstudio.model.family.social import PropagatedTables, SOCIAL_HELP, SocialRecommender
 from recstudio.model.module.graph import bipartite_matrix, spmm, to_torch_csr
 from recstudio.model.registry import register_model
 from recstudio.utils.errors import ConfigError
@@ -67,7 +67,7 @@ def pseudo_positives(probs, k: int):
 @register_model("SEPT", category="social",
                 paper="J. Yu, H. Yin, M. Gao, X. Xia, X. Zhang, N. Q. V. Hung. Socially-Aware Self-Supervised "
                       "Tri-Training for Recommendation. KDD 2021.")
-class SEPT(SocialRecommender):
+class SEPT(PropagatedTables, SocialRecommender):
     """SEPT (Yu et al., KDD 2021). Three encoders share the user id embeddings ``P^0`` (and the item ones
     ``Q^0``):
 
@@ -141,8 +141,6 @@ class SEPT(SocialRecommender):
         self._train_coo = sp.coo_matrix(train)
         self._social_edges = sp.triu((social > 0).astype(np.float32), k=1).tocoo()   # each friendship once
         self._aug_adj: Optional[torch.Tensor] = None
-        self._step_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        self._eval_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
         self._drop_generator = torch.Generator().manual_seed(int(self.config["seed"]))
 
     # ---- encoders -----------------------------------------------------------------------------
@@ -163,15 +161,6 @@ class SEPT(SocialRecommender):
     def user_view(self, adj: torch.Tensor) -> torch.Tensor:
         """``[num_users, d]``: the friend (``friend_adj``) or sharing (``sharing_adj``) view's users."""
         return self._encode(adj, self.query_encoder.embedding.weight)
-
-    def _tables(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._step_tables is not None:
-            return self._step_tables
-        if self.training or torch.is_grad_enabled():
-            return self.propagate()
-        if self._eval_tables is None:
-            self._eval_tables = self.propagate()
-        return self._eval_tables
 
     def all_user_vectors(self) -> torch.Tensor:
         return self._tables()[0]
@@ -240,26 +229,6 @@ class SEPT(SocialRecommender):
         return float(self.cfg("ssl_weight")) * self.tri_training_loss(batch[self.meta.uid_field], users)
 
     # ---- training and caching -----------------------------------------------------------------
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        self.invalidate_cache()
-        self._step_tables = self.propagate()
-        try:
-            return super().training_loss(batch)
-        finally:
-            self._step_tables = None
-
-    def invalidate_cache(self) -> None:
-        super().invalidate_cache()
-        self._eval_tables = None
-
-    def train(self, mode: bool = True):
-        self._eval_tables = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._eval_tables = None
-        return super().load_state_dict(*args, **kwargs)
-
     def on_save_checkpoint(self, checkpoint) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["drop_generator_state"] = self._drop_generator.get_state()
