@@ -65,25 +65,24 @@ def start_server(checkpoint: Path, ann: str):
     raise RuntimeError("server did not answer /health within 120 s")
 
 
-def fire(url: str, users, clients: int, requests: int, k: int):
-    """Latencies (seconds) of ``requests`` POST /recommend calls from ``clients`` threads, and the wall time."""
+def fire_bodies(url: str, path: str, shares, ok=lambda r: r.status_code == 200, timeout: float = 10):
+    """Latencies (seconds) of POSTing the JSON bodies ``shares[c]`` to ``path``, one thread per client ``c``,
+    all started together, and the wall time; raises if ``ok`` rejects any response."""
     import httpx
-    per_client = [requests // clients + (c < requests % clients) for c in range(clients)]
+    clients = len(shares)
     latencies = [[] for _ in range(clients)]
     failures = []
     start = threading.Barrier(clients + 1)
 
     def client(c):
-        rng = np.random.default_rng(c)
-        with httpx.Client(base_url=url, timeout=10) as http:
-            picks = rng.choice(users, size=per_client[c])
+        with httpx.Client(base_url=url, timeout=timeout) as http:
             start.wait()
-            for user in picks:
+            for body in shares[c]:
                 t = time.perf_counter()
-                r = http.post("/recommend", json={"users": [str(user)], "k": k})
+                r = http.post(path, json=body)
                 latencies[c].append(time.perf_counter() - t)
-                if r.status_code != 200 or len(r.json()["results"][0]["items"]) != k:
-                    failures.append(r.text[:200])
+                if not ok(r):
+                    failures.append(r.text[:300])
 
     threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
     for t in threads:
@@ -96,6 +95,15 @@ def fire(url: str, users, clients: int, requests: int, k: int):
     if failures:
         raise RuntimeError(f"{len(failures)} bad responses, e.g. {failures[0]}")
     return np.concatenate([np.asarray(x) for x in latencies]), wall
+
+
+def fire(url: str, users, clients: int, requests: int, k: int):
+    """Latencies (seconds) of ``requests`` POST /recommend calls from ``clients`` threads, and the wall time."""
+    per_client = [requests // clients + (c < requests % clients) for c in range(clients)]
+    shares = [[{"users": [str(user)], "k": k} for user in np.random.default_rng(c).choice(users, size=per_client[c])]
+              for c in range(clients)]
+    return fire_bodies(url, "/recommend", shares,
+                       ok=lambda r: r.status_code == 200 and len(r.json()["results"][0]["items"]) == k)
 
 
 def main():

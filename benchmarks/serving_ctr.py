@@ -23,7 +23,6 @@ import argparse
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.serving import start_server  # noqa: E402
+from benchmarks.serving import fire_bodies, start_server  # noqa: E402
 
 WORK = Path("/tmp/recstudio-bench-serving-ctr")
 SHARED = Path("/work/shared/datasets/frappe")
@@ -131,33 +130,7 @@ def cpu_seconds(pid: int):
 
 def fire(url: str, path: str, bodies, clients: int):
     """Latencies (s) of POSTing ``bodies`` (split over ``clients`` threads) to ``path``, and the wall time."""
-    import httpx
-    share = [bodies[c::clients] for c in range(clients)]
-    latencies = [[] for _ in range(clients)]
-    failures = []
-    start = threading.Barrier(clients + 1)
-
-    def client(c):
-        with httpx.Client(base_url=url, timeout=30) as http:
-            start.wait()
-            for body in share[c]:
-                t = time.perf_counter()
-                r = http.post(path, json=body)
-                latencies[c].append(time.perf_counter() - t)
-                if r.status_code != 200:
-                    failures.append(r.text[:300])
-
-    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    if failures:
-        raise RuntimeError(f"{len(failures)} bad responses, e.g. {failures[0]}")
-    return np.concatenate([np.asarray(x) for x in latencies]), wall
+    return fire_bodies(url, path, [bodies[c::clients] for c in range(clients)], timeout=30)
 
 
 def main():
