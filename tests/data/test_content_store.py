@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import recstudio
-from recstudio.data.content import ContentStore, ContentTripletDataset, as_content_store
+from recstudio.data.content import ContentStore, as_content_store
+from recstudio.data.types.content_triplet import ContentTripletDataset
 from recstudio.utils.errors import ConfigError, DataError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "item_content.md"

@@ -198,7 +198,7 @@ class ContentRecommender(ContentDataMixin, TwoTowerRecommender):
         gather per batch, in its worker processes when ``num_workers > 0``); otherwise by the model."""
         store = getattr(self, "content_store", None)
         if self.dataset_type == "triplet" and store is not None and store.is_mapped and store.resident is None:
-            from recstudio.data.content import ContentTripletDataset
+            from recstudio.data.types.content_triplet import ContentTripletDataset
             return ContentTripletDataset
         return super()._get_dataset_class()
 

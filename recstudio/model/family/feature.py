@@ -52,189 +52,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recstudio.data.types.triplet import NEG_ITEM, TripletDataset
 from recstudio.model.base.context import FeatureStore, ModelContext, check_needs
 from recstudio.model.base.recommender import Recommender
-from recstudio.model.module.field_embedding import AUTO_DIM_CAP, FieldEmbedding, auto_dim
+from recstudio.model.family.feature_options import (  # noqa: F401 (re-exported)
+    DEFAULT_ENTRY, FEATURE_HELP, FEATURE_OPTIONS, LOSS_OPTIONS, _applied_loss_options, _is_set, calibrate,
+    check_feature_options)
+from recstudio.model.family.feature_rows import HISTORY_POS, FieldRowsDataset  # noqa: F401
+from recstudio.model.module.field_embedding import FieldEmbedding, auto_dim
 from recstudio.utils.errors import ConfigError, DataError
-from recstudio.utils.options import NUMBER, Option
 from recstudio.utils.suggest import did_you_mean
 
 #: the interaction column taken as the label when neither label_field nor label_threshold is set
 DEFAULT_LABEL = "label"
 #: suffix of a float_seq field holding the pooling weights of the token_seq field it is named after
 WEIGHT_SUFFIX = "_weight"
-#: batch key of a row's position in its user's time-ordered interactions (models declaring ``history_seq``)
-HISTORY_POS = "history_pos"
-
-#: key of a per-field dict (embed_dim, embed_l2) giving the value of the fields it does not name
-DEFAULT_ENTRY = "default"
-
-FEATURE_HELP = {
-    "embed_dim": "size of the field embeddings: an int (every field), a dict field -> int or 'auto' (with an "
-                 f"optional '{DEFAULT_ENTRY}' entry for the other fields), or 'auto' (6 * vocabulary^0.25, at most "
-                 f"{AUTO_DIM_CAP}); unequal sizes are projected to the largest one",
-    "feature_fields": "fields the model uses (null: all): user id, item id, user / item feature fields, "
-                      "context (interaction) fields; a clash of names is resolved as user_<name> / item_<name>",
-    "label_field": "0/1 interaction column holding the label (null: rating >= label_threshold, else the "
-                   "interactions' 'label' column)",
-    "label_threshold": "a row is a click (label 1) when its rating >= this value (null: use label_field or "
-                       "the 'label' column)",
-    "loss": "training loss, a pointwise one (pointwise_bce)",
-    "embed_reg": "L2 penalty embed_reg / 2 * ||E||^2 over every field embedding table and first-order weight, "
-                 "added to each batch's loss (FuxiCTR's embedding_regularizer; 0: none)",
-    "pos_weight": "weight of the positive rows' term of the BCE loss (> 0; 1: unweighted); predictions are not "
-                  "corrected for it (their odds grow about pos_weight-fold)",
-    "neg_sample_rate": "keep each negative training row with this probability (0 < r <= 1; the draw is fixed by "
-                       "the seed); predictions and evaluation use calibrated probabilities p = q / (q + (1 - q) / r)",
-    "embed_l2": "L2 on the embedding rows each batch reads: a number, or a dict field -> weight (with an optional "
-                f"'{DEFAULT_ENTRY}' entry; unnamed fields 0); per field weight / 2 * the batch mean of the rows' "
-                "squared norms (tables and first-order weights); 0: none",
-}
-
-#: options every feature model accepts without listing them in its YAML (``family_options``); a YAML
-#: ``model`` section may set their defaults
-FEATURE_OPTIONS = {
-    "embed_dim": Option(10, (int, float, str, dict), FEATURE_HELP["embed_dim"]),
-    "pos_weight": Option(1.0, NUMBER, FEATURE_HELP["pos_weight"]),
-    "neg_sample_rate": Option(1.0, NUMBER, FEATURE_HELP["neg_sample_rate"]),
-    "embed_l2": Option(0.0, (int, float, dict), FEATURE_HELP["embed_l2"]),
-}
-
-#: the training options that only a model training through ``FeatureRecommender.training_loss`` applies,
-#: with their neutral values
-LOSS_OPTIONS = {"pos_weight": 1.0, "neg_sample_rate": 1.0, "embed_l2": 0.0}
-
-
-def _is_set(key: str, value: Any) -> bool:
-    """Whether a :data:`LOSS_OPTIONS` value differs from its neutral one (a dict: any entry)."""
-    values = value.values() if isinstance(value, dict) else [value]
-    return any(v != LOSS_OPTIONS[key] for v in values)
-
-
-def calibrate(q, rate: float):
-    """Click probability ``p = q / (q + (1 - q) / rate)`` of a model that predicts ``q`` on data whose
-    negatives were kept with probability ``rate`` (He et al. 2014, "Practical Lessons from Predicting Clicks
-    on Ads at Facebook", section 6.2); in logits: ``logit(p) = logit(q) + log(rate)``.
-
-    Example:
-        >>> round(calibrate(0.5, 0.1), 4)     # 1:1 odds on 10%-sampled negatives are 1:10
-        0.0909
-    """
-    return q / (q + (1 - q) / rate)
-
-
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_feature_options(cfg: Mapping[str, Any]) -> None:
-    """Values of :data:`FEATURE_OPTIONS` (their types are checked by the config layer).
-
-    Raises:
-        ConfigError: naming the key, the value and what is allowed.
-    """
-    w = cfg.get("pos_weight", 1.0)
-    if not _number(w) or w <= 0:
-        raise ConfigError(f"pos_weight must be a number > 0 (1: unweighted BCE), got {w!r}.")
-    r = cfg.get("neg_sample_rate", 1.0)
-    if not _number(r) or not 0 < r <= 1:
-        raise ConfigError(f"neg_sample_rate must be in (0, 1] (the probability of keeping a negative training row; "
-                          f"1: keep all), got {r!r}.")
-    dim = cfg.get("embed_dim")
-    if isinstance(dim, float) and dim.is_integer():  # 16.0 (e.g. from a tuner) is 16
-        dim = cfg["embed_dim"] = int(dim)
-    allowed = (f"an int >= 1, 'auto', or a dict field -> (int >= 1 or 'auto') with an optional "
-               f"'{DEFAULT_ENTRY}' entry")
-    entries = dim.items() if isinstance(dim, dict) else [(None, dim)]
-    for key, d in entries:
-        if not ((isinstance(d, int) and not isinstance(d, bool) and d >= 1) or d == "auto") \
-                or (key is not None and not isinstance(key, str)):
-            where = "embed_dim" if key is None else f"embed_dim[{key!r}]"
-            raise ConfigError(f"{where} must be {allowed}; got {d!r}.")
-    if isinstance(dim, dict) and not dim:
-        raise ConfigError(f"embed_dim is an empty dict; it must be {allowed}.")
-    l2 = cfg.get("embed_l2", 0.0)
-    entries = l2.items() if isinstance(l2, dict) else [(None, l2)]
-    for key, v in entries:
-        if not _number(v) or v < 0 or (key is not None and not isinstance(key, str)):
-            where = "embed_l2" if key is None else f"embed_l2[{key!r}]"
-            raise ConfigError(f"{where} must be a number >= 0 (or embed_l2 a dict field -> number >= 0 with an "
-                              f"optional '{DEFAULT_ENTRY}' entry); got {v!r}.")
-
-
-def _applied_loss_options(cls, base) -> Tuple[str, ...]:
-    """The :data:`LOSS_OPTIONS` a model class's training applies: all when every ``training_loss`` between
-    ``cls`` and ``base`` in the MRO calls ``super().training_loss`` (the base's loss trains), else those that
-    the class overriding it declares in its ``applied_loss_options`` (none when it declares nothing)."""
-    for klass in cls.__mro__:
-        if klass is base:
-            break
-        fn = klass.__dict__.get("training_loss")
-        if fn is None:
-            continue
-        if "applied_loss_options" in klass.__dict__:
-            return tuple(klass.__dict__["applied_loss_options"])
-        names = getattr(getattr(fn, "__code__", None), "co_names", ())
-        if not ("super" in names and "training_loss" in names):
-            return ()
-    return tuple(LOSS_OPTIONS)
-
-
-class FieldRowsDataset(TripletDataset):
-    """A :class:`TripletDataset` of a phase's rows that keeps only ``keep_fields`` (plus the user and
-    item ids) and joins no feature table: the model gathers user / item features by id.
-
-    Example:
-        >>> ds = FieldRowsDataset(split, "valid", keep_fields=["label", "weekday"])   # doctest: +SKIP
-        >>> sorted(next(iter(ds.loader(4)))) == sorted(["user_id", "item_id", "label", "weekday"])  # doctest: +SKIP
-        True
-    """
-
-    def __init__(self, split, phase: str = "train", keep_fields: Optional[List[str]] = None,
-                 history_position: bool = False, neg_sample_rate: float = 1.0,
-                 label: Optional[Tuple[str, Optional[float]]] = None, **kwargs):
-        kwargs["join_features"] = False
-        super().__init__(split, phase, **kwargs)
-        if neg_sample_rate != 1.0:
-            self._down_sample(float(neg_sample_rate), label)
-        if keep_fields is not None:
-            keep = set(keep_fields) | {self.uid, self.iid, NEG_ITEM}
-            missing = sorted(set(keep_fields) - set(self.columns))
-            if missing:
-                raise DataError(f"the {phase} rows lack the columns {missing} the model uses; interaction columns "
-                                f"are {sorted(self.columns)}.")
-            for key in [k for k in self.columns if k not in keep]:
-                del self.columns[key]
-                self.field_types.pop(key, None)
-        if history_position:  # ``HISTORY_POS``: the row's index among its user's (user-, time-sorted) rows
-            ds = self.dataset
-            rows = np.asarray(self.rows, dtype=np.int64)
-            self.columns[HISTORY_POS] = self.tensor(rows - ds.user_offsets[ds.users[rows]])
-            self.field_types[HISTORY_POS] = None
-
-    def _down_sample(self, rate: float, label: Optional[Tuple[str, Optional[float]]]) -> None:
-        """Keep every positive row and each negative one with probability ``rate``: one uniform draw per row
-        from the dataset's seed, so the kept rows depend only on (data, seed, rate)."""
-        from recstudio.data.types.base import torch_generator
-        if label is None:
-            raise ConfigError("FieldRowsDataset: neg_sample_rate needs label=(column, threshold or None).")
-        col, threshold = label
-        values = self.columns[col].detach().cpu().double()
-        y = (values >= float(threshold)).double() if threshold is not None else values
-        if not bool(((y == 0) | (y == 1)).all()):
-            raise DataError(f"neg_sample_rate keeps a share of the negative rows, which needs 0/1 labels; column "
-                            f"{col!r} holds soft labels. Set neg_sample_rate to 1.")
-        u = torch.rand(len(y), generator=torch_generator(self.seed, 0x4E5352), dtype=torch.float64)
-        keep = (y == 1) | (u < rate)
-        if not bool((keep & (y == 0)).any()):
-            raise DataError(f"neg_sample_rate {rate} keeps none of the {int((y == 0).sum())} negative {self.phase} "
-                            "rows; raise it.")
-        idx = torch.nonzero(keep).squeeze(1)
-        self.kept_fraction = float(keep.double().mean())
-        self.rows = np.asarray(self.rows)[idx.numpy()]
-        for key in list(self.columns):
-            self.columns[key] = self.columns[key][idx.to(self.columns[key].device)]
 
 
 class _Field:

@@ -235,9 +235,9 @@ class PropagatedTables:
     one graph propagation, ``propagate() -> (users [num_users, d], items [num_items, d])``.
 
     A training step propagates once and every loss term of the step reads that result through
-    :meth:`_tables` (the ranking loss and any self-supervised term alike); evaluation propagates once
-    and keeps the tables until the weights may change (the next training step, ``train()``,
-    ``load_state_dict``). With gradients enabled outside a step it propagates afresh.
+    :meth:`_tables` (the ranking loss, any self-supervised term and the user / item vector hooks alike);
+    evaluation propagates once and keeps the tables until the weights may change (the next training step,
+    ``train()``, ``load_state_dict``). With gradients enabled outside a step it propagates afresh.
     """
 
     _step_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
@@ -251,6 +251,18 @@ class PropagatedTables:
         if self._eval_tables is None:
             self._eval_tables = self.propagate()
         return self._eval_tables
+
+    def all_user_vectors(self) -> torch.Tensor:
+        return self._tables()[0]
+
+    def user_vectors(self) -> torch.Tensor:
+        return self._tables()[0]
+
+    def encode_items(self, ids: torch.Tensor) -> torch.Tensor:
+        return self._tables()[1][ids]
+
+    def item_vectors(self) -> torch.Tensor:
+        return self._tables()[1]
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         self.invalidate_cache()

@@ -267,18 +267,6 @@ class MHCN(PropagatedTables, SocialRecommender):
             q = q_next
         return self.attention(*sums) + simple_sum / 2, item_sum
 
-    def all_user_vectors(self) -> torch.Tensor:
-        return self._tables()[0]
-
-    def user_vectors(self) -> torch.Tensor:
-        return self._tables()[0]
-
-    def encode_items(self, ids: torch.Tensor) -> torch.Tensor:
-        return self._tables()[1][ids]
-
-    def item_vectors(self) -> torch.Tensor:
-        return self._tables()[1]
-
     # ---- self-supervision ---------------------------------------------------------------------
     def _perm(self, n: int, device) -> torch.Tensor:
         return torch.randperm(n, generator=self._ssl_generator).to(device)

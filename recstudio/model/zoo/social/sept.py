@@ -162,18 +162,6 @@ class SEPT(PropagatedTables, SocialRecommender):
         """``[num_users, d]``: the friend (``friend_adj``) or sharing (``sharing_adj``) view's users."""
         return self._encode(adj, self.query_encoder.embedding.weight)
 
-    def all_user_vectors(self) -> torch.Tensor:
-        return self._tables()[0]
-
-    def user_vectors(self) -> torch.Tensor:
-        return self._tables()[0]
-
-    def encode_items(self, ids: torch.Tensor) -> torch.Tensor:
-        return self._tables()[1][ids]
-
-    def item_vectors(self) -> torch.Tensor:
-        return self._tables()[1]
-
     # ---- the unlabeled (perturbed) view -------------------------------------------------------
     def _keep(self, n: int) -> np.ndarray:
         ratio = float(self.cfg("drop_ratio"))
