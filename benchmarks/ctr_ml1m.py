@@ -26,8 +26,12 @@ Usage::
     OMP_NUM_THREADS=1 python benchmarks/ctr_ml1m.py --model DCN --recbole-model DCN --recbole cross_layer_num=3
 
 The result (per side: test metrics, epochs, seconds per epoch, wall time, peak MB) is printed as one
-``RESULT {json}`` line, appended to ``<work>/results.jsonl`` and printed as a ``results: ml-1m-ctr:`` YAML
-snippet for the model's YAML.
+``RESULT {json}`` line, appended to ``<work>/results.jsonl`` and printed as the ``results: ml-1m-ctr:`` entry
+for the model's YAML (the keys ``recstudio docs`` accepts). ``--write-yaml`` writes that entry into the
+model's YAML (replacing an earlier ``ml-1m-ctr`` entry) from the latest records of ``results.jsonl`` with the
+same epoch cap; with ``--side none`` nothing is trained (the entry is written from earlier runs)::
+
+    OMP_NUM_THREADS=1 python benchmarks/ctr_ml1m.py --model DeepFM --epochs 1 --side none --write-yaml
 """
 import argparse
 import json
@@ -46,6 +50,9 @@ from benchmarks.side_by_side import OURS_JOB, RECBOLE_JOB, commit, link_ml1m, pa
 
 NAME = "ml1mctr"
 SEQ_MODELS = {"DIN", "DIEN", "BST"}
+#: our name -> RecBole 1.2.1's, for the models RecBole has (context-aware, plus DIN among its sequential models)
+RECBOLE_NAMES = {m: m for m in ("LR", "FM", "FFM", "FwFM", "FNN", "NFM", "AFM", "DeepFM", "WideDeep", "DCN",
+                                "xDeepFM", "AutoInt", "FiGNN", "EulerNet", "DIN")} | {"IPNN": "PNN", "DCNv2": "DCNV2"}
 MAX_SEQ_LEN = 50
 DATA_KEYS = {"split_mode": "user_entry", "split_ratio": [0.8, 0.1, 0.1], "split_order": "random"}
 USER_FIELDS = ["age", "gender", "occupation", "zip_code"]
@@ -73,6 +80,12 @@ RECBOLE_SEQ = {"eval_args": {"split": {"RS": [0.8, 0.1, 0.1]}, "order": "TO", "g
 #: with ``Series.agg(len)``, which pandas 3 evaluates on the whole column instead of per row; and it fills the
 #: empty token_seq cells (a row without history) with ``fillna(inplace=True)`` on a column, a no-op under pandas 3's
 #: copy-on-write, so an empty history stays NaN: read the atomic files with empty cells kept as ''.
+#: ``Dataset._fill_nan`` has the same no-op for token and float columns: the padding row 0 of ``user_feat`` /
+#: ``item_feat`` (added when the feature tables are re-indexed by internal id) keeps NaN, which becomes
+#: -2**63 in the int64 tensors. Context-aware models never read row 0 (every interaction has a real user and
+#: item), but DIN looks up the item features of the padded history positions (item 0), so its embedding
+#: lookup raised "IndexError: index out of range in self" (first in RecBole's ``get_flops``): fill by
+#: assignment before RecBole's own ``_fill_nan`` runs.
 PANDAS_SHIM = r'''
 import functools as _ft
 import pandas as _pd
@@ -81,6 +94,19 @@ def _agg_len_per_row(self, func=None, *args, **kwargs):
     return self.map(len) if func is len else _agg(self, func, *args, **kwargs)
 _pd.Series.agg = _agg_len_per_row
 _pd.read_csv = _ft.partial(_pd.read_csv, keep_default_na=False)
+import recbole.data.dataset.dataset as _rbd
+from recbole.utils import FeatureType as _FT
+_fill_nan = _rbd.Dataset._fill_nan
+def _fill_nan_by_assignment(self):
+    for _name in self.feat_name_list:
+        _feat = getattr(self, _name)
+        for _field in _feat:
+            if self.field2type[_field] == _FT.TOKEN:
+                _feat[_field] = _feat[_field].fillna(0)
+            elif self.field2type[_field] == _FT.FLOAT:
+                _feat[_field] = _feat[_field].fillna(_feat[_field].mean())
+    _fill_nan(self)
+_rbd.Dataset._fill_nan = _fill_nan_by_assignment
 '''
 
 
@@ -154,24 +180,103 @@ def run_job(python: str, script: str, spec: dict, cwd: Path, log: Path, env_extr
     return res
 
 
-def yaml_snippet(result: dict) -> str:
-    lines = ["  ml-1m-ctr:", f"    protocol: \"{PROTOCOL}\"", f"    seeds: [{result['seed']}]",
-             "    machine: 2-core shared CPU, 1 thread", f"    date: {result['date']}", f"    commit: {result['commit']}"]
-    for side in ("ours", "recbole"):
-        if side in result:
-            r = result[side]
-            label = "ours" if side == "ours" else f"recbole_1_2_1 ({result['recbole_model']})"
-            lines.append(f"    {side}: {{auc: {r['test'].get('auc')}, logloss: {r['test'].get('logloss')}"
-                         + (f", gauc: {r['test']['gauc']}" if "gauc" in r["test"] else "")
-                         + f", epochs: {r['epochs']}, epoch_seconds: {round(r['epoch_seconds'], 1)}}}  # {label}")
+def _latest(records, model: str, side: str, cap: int, overrides: dict):
+    """The latest ``results.jsonl`` record of ``model`` with a ``side`` run under the epoch cap ``cap`` and
+    exactly the config ``overrides`` of that side."""
+    hits = [r for r in records if r.get("model") == model and side in r
+            and r.get("epoch_cap", r[side]["epochs"]) == cap and r.get(f"{side}_overrides", {}) == overrides]
+    return hits[-1] if hits else None
+
+
+def _capped(protocol: str, cap: int) -> str:
+    if cap == 1:
+        return protocol.replace("early stop on valid auc (patience 2); test auc / logloss (global) of the best "
+                                "checkpoint", "one epoch (the 1-epoch cap: no early stop); test auc / logloss (global)")
+    return protocol.replace("(patience 2)", f"(patience 2, at most {cap} epochs)")
+
+
+def yaml_entry(model: str, records, cap: int, load: str = "", ours_overrides=None, recbole_overrides=None,
+               extra_note: str = "") -> str:
+    """The ``  ml-1m-ctr:`` entry (indented for ``results:``) from the latest records of both sides."""
+    ours = _latest(records, model, "ours", cap, ours_overrides or {})
+    rb = _latest(records, model, "recbole", cap, recbole_overrides or {})
+    if ours is None:
+        raise SystemExit(f"no RecStudio {model} record with a {cap}-epoch cap in results.jsonl: run it first.")
+    o = ours["ours"]
+    test = ", ".join(f"{k}: {o['test'][k]}" for k in ("auc", "gauc", "logloss") if k in o["test"])
+    flags = " ".join([f"--ours {k}={v}" for k, v in ours.get("ours_overrides", {}).items()]
+                     + [f"--recbole {k}={v}" for k, v in (rb or {}).get("recbole_overrides", {}).items()])
+    cmd = f"OMP_NUM_THREADS=1 python benchmarks/ctr_ml1m.py --model {model} --epochs {cap}" + (f" {flags}" if flags else "")
+    lines = ["  ml-1m-ctr:",
+             f"    protocol: \"{_capped(PROTOCOL, cap)} "
+             "(benchmarks/ctr_ml1m.py)\"",
+             f"    test: {{{test}}}", f"    seeds: [{ours['seed']}]"]
+    if rb is not None:
+        r = rb["recbole"]
+        extra = ", ".join(f"{k}={v}" for k, v in rb.get("recbole_overrides", {}).items())
+        lines.append(f"    reference: {{source: \"RecBole 1.2.1 {rb['recbole_model']} on the same benchmark files (its "
+                     f"defaults{' + ' + extra if extra else ''} + the shared protocol), {cap}-epoch cap\", "
+                     f"auc: {r['test'].get('auc')}, logloss: {r['test'].get('logloss')}}}")
+    lines.append(f"    epoch_seconds: {round(o['epoch_seconds'], 1)}"
+                 + (f"   # RecBole: {round(rb['recbole']['epoch_seconds'], 1)}" if rb is not None else ""))
+    lines.append(f"    epochs: {o['epochs']}   # ours" + (f"; RecBole {rb['recbole']['epochs']}" if rb is not None else "")
+                 + f" (cap {cap}, both libraries)" * (rb is not None))
+    note = (f"{cmd}; ours with the YAML defaults + the shared protocol"
+            + ("" if rb is not None else f"; RecBole 1.2.1's {RECBOLE_NAMES[model]} not measured (no time)"
+               if model in RECBOLE_NAMES else f"; RecBole 1.2.1 has no {model} (ours only)")
+            + (f"; the {cap}-epoch cap (set to fit the session: one training at a time on the shared CPU) is well "
+               "short of convergence, so the numbers compare the libraries after the same budget, not converged "
+               "models" if cap < 10 else "")
+            + f"; one seed, commit {ours['commit']} (the working tree at run time); 2-core shared CPU, 1 thread{load} (timings inflated)"
+            + (f". {extra_note}" if extra_note else ""))
+    lines.append(f"    note: \"{note}\"")
     return "\n".join(lines)
+
+
+def write_yaml(model: str, entry: str) -> Path:
+    """Put ``entry`` into the model's YAML ``results:`` (replacing an ``ml-1m-ctr`` entry there); checked with
+    ``recstudio.reporting.model_table.check_results`` before the file is replaced."""
+    import importlib
+    import inspect
+
+    import yaml
+
+    import recstudio
+    from recstudio.reporting.model_table import check_results
+    cls = recstudio.get_model(model)
+    path = Path(inspect.getfile(importlib.import_module(cls.__module__))).with_suffix(".yaml")
+    lines = path.read_text().splitlines()
+    start = next((i for i, x in enumerate(lines) if x.startswith("results:")), None)
+    if start is None:
+        lines += ["results:", *entry.splitlines()]
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
+        old = next((i for i in range(start + 1, end) if lines[i].startswith("  ml-1m-ctr:")), None)
+        if old is None:
+            lines[end:end] = entry.splitlines()
+        else:
+            stop = next((i for i in range(old + 1, end) if lines[i].startswith("  ") and not lines[i][2].isspace()),
+                        end)
+            lines[old:stop] = entry.splitlines()
+    text = "\n".join(lines) + "\n"
+    doc = yaml.safe_load(text)
+    check_results(model, doc["results"])
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="our registered model name")
-    p.add_argument("--recbole-model", default=None, help="RecBole's name of the model (default: ours)")
-    p.add_argument("--side", choices=["both", "ours", "recbole"], default="both")
+    p.add_argument("--recbole-model", default=None,
+                   help="RecBole's name of the model (default: RECBOLE_NAMES, else ours)")
+    p.add_argument("--side", choices=["both", "ours", "recbole", "none"], default="both",
+                   help="which libraries to train ('none': only --write-yaml from earlier runs)")
+    p.add_argument("--write-yaml", action="store_true", help="write the ml-1m-ctr entry into the model's YAML")
+    p.add_argument("--load", default="", help="words on the machine load for the note, e.g. ', load ~5'")
+    p.add_argument("--note", default="", help="more words for the YAML entry's note (e.g. a diagnosis)")
     p.add_argument("--seed", type=int, default=2022)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--ours", nargs="*", default=[], metavar="KEY=VALUE", help="our config overrides")
@@ -190,7 +295,7 @@ def main(argv=None) -> int:
     data_keys = {**DATA_KEYS, "data_dir": str(work)}
     stamp = time.strftime("%H%M%S")
     result = {"model": model_name, "dataset": "ml-1m-ctr", "protocol": PROTOCOL, "seed": args.seed,
-              "threads": threads, "commit": commit(), "date": time.strftime("%Y-%m-%d")}
+              "threads": threads, "commit": commit(), "date": time.strftime("%Y-%m-%d"), "epoch_cap": args.epochs}
     if args.side in ("both", "ours"):
         spec = {"dataset": "ml-1m", "data_keys": data_keys, "seed": args.seed, "model": model_name, "threads": threads,
                 "overrides": {**OURS_PROTOCOL, "epochs": args.epochs, **parse_pairs(args.ours)},
@@ -198,6 +303,8 @@ def main(argv=None) -> int:
         result["ours"] = run_job(sys.executable, OURS_JOB, spec, ROOT, work / f"ours-{model_name}-{stamp}.log")
         result["ours_overrides"] = parse_pairs(args.ours)
         print(f"RecStudio {model_name}: {result['ours']}", flush=True)
+        with open(work / "results.jsonl", "a") as f:   # each side on its own line: a failed RecBole run keeps ours
+            f.write(json.dumps({k: v for k, v in result.items() if not k.startswith("recbole")}) + "\n")
     if args.side in ("both", "recbole"):
         data_path = work / f"seed{args.seed}-{'seq' if sequences else 'ctx'}"
         if not (data_path / NAME / f"{NAME}.test.inter").exists():
@@ -207,7 +314,7 @@ def main(argv=None) -> int:
                   **parse_pairs(args.recbole)}
         if sequences:
             config["load_col"] = {**config["load_col"], "inter": ["user_id", "item_id", "label", "item_id_list"]}
-        result["recbole_model"] = args.recbole_model or model_name
+        result["recbole_model"] = args.recbole_model or RECBOLE_NAMES.get(model_name, model_name)
         spec = {"data_path": str(data_path), "name": NAME, "seed": args.seed, "threads": threads,
                 "model": result["recbole_model"], "config": config}
         result["recbole"] = run_job(args.recbole_python, PANDAS_SHIM + RECBOLE_JOB, spec, data_path,
@@ -215,10 +322,16 @@ def main(argv=None) -> int:
                                     {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
         result["recbole_overrides"] = parse_pairs(args.recbole)
         print(f"RecBole {result['recbole_model']}: {result['recbole']}", flush=True)
-    with open(work / "results.jsonl", "a") as f:
-        f.write(json.dumps(result) + "\n")
-    print(yaml_snippet(result))
-    print("RESULT " + json.dumps(result))
+        with open(work / "results.jsonl", "a") as f:
+            f.write(json.dumps({k: v for k, v in result.items() if not k.startswith("ours")}) + "\n")
+    if args.side != "none":
+        print("RESULT " + json.dumps(result))
+    records = [json.loads(x) for x in open(work / "results.jsonl")] if (work / "results.jsonl").exists() else []
+    entry = yaml_entry(model_name, records, args.epochs, args.load, parse_pairs(args.ours), parse_pairs(args.recbole),
+                       args.note)
+    print(entry)
+    if args.write_yaml:
+        print(f"wrote {write_yaml(model_name, entry)}")
     return 0
 
 

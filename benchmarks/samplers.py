@@ -21,16 +21,13 @@ epoch budget ``--epochs`` with the same seed, and reports:
 How q is read for each sampler (the queries are the users' query vectors, the positive is the user's
 latest known item, the history is the user's known items):
 
-* ``uniform``, ``shared_uniform``, ``popularity``, ``masked_uniform``, ``cluster_*``, ``midx_*``, ``dns``,
-  ``retriever``: the sampler's own exact ``log_prob`` over every item;
+* ``uniform``, ``shared_uniform``, ``popularity``, ``masked_uniform``, ``cluster_*``, ``midx_*``, ``sir``,
+  ``dns``, ``retriever``: the sampler's own exact ``log_prob`` over every item (for ``sir``: under the random
+  partition drawn at the refresh; a training step draws a fresh one);
 * ``inbatch``: its proposal is the batch's empirical positive frequency, whose expectation over batches is
   the share of training interactions of each item: ``InBatchSampler(estimate='popularity').log_prob``;
 * ``mixed``: the same expectation for the in-batch part, mixed with the uniform part in the run's
-  proportions (``MixedSampler(estimate='popularity')``);
-* ``sir``: its exact marginal ``q(i) = M/Y · E[w_i / (w_i + S_{M-1})]`` (``w = exp(score)``, ``S_{M-1}`` the
-  weight sum of the M-1 other uniform candidates of the pool, ``Y = N-1``), the expectation estimated over
-  ``--sir-replicas`` draws of ``S_{M-1}`` shared by every item, then renormalised (the sampler itself
-  reports only a per-pool estimate, ``recstudio/model/sampler/model_based.py``).
+  proportions (``MixedSampler(estimate='popularity')``).
 
 Settings (a small budget, so that the table runs on a 2-core CPU with one thread: 73 minutes for ``--epochs 1``
 on a machine shared with other jobs, the two ``dns`` runs 24 of them; see docs/losses_samplers.md): ml-1m, every
@@ -127,28 +124,8 @@ def user_inputs(model, users: torch.Tensor):
     return state.detach(), log_p, last, hist
 
 
-def sir_log_marginal(sampler, query: torch.Tensor, replicas: int, seed: int) -> torch.Tensor:
-    """Exact-in-expectation log marginal [U, N] of one SIR draw (module docstring), column 0 = -inf."""
-    q = sampler.ready(query)
-    from recstudio.model.sampler.model_based import pairwise_score
-    s = pairwise_score(q, sampler.vectors[1:], sampler.score_metric).double()  # [U, Y]
-    u, y = s.shape
-    m = sampler.num_candidates
-    gen = torch.Generator().manual_seed(seed)
-    shift = s.max(1, keepdim=True).values
-    w = torch.exp(s - shift)  # weights up to a per-row constant (cancels in w_i / (w_i + S))
-    out = torch.zeros(u, y, dtype=torch.float64)
-    for r in range(u):
-        others = torch.randint(0, y, (replicas, m - 1), generator=gen)
-        rest = w[r][others].sum(1)  # [R] weight sums of the M-1 other candidates
-        out[r] = (w[r][None, :] / (w[r][None, :] + rest[:, None])).mean(0)
-    out = out * (m / y)
-    out = out / out.sum(1, keepdim=True)  # the Monte-Carlo expectation sums to 1 only on average
-    return torch.cat([torch.full((u, 1), float("-inf"), dtype=torch.float64), out.log()], 1)
-
-
-def sampler_log_q(name: str, full_model, query, last, hist, num_neg: int, batch_rows: int, retriever_ckpt,
-                  replicas: int, seed: int) -> torch.Tensor:
+def sampler_log_q(name: str, full_model, query, last, hist, num_neg: int, batch_rows: int,
+                  retriever_ckpt) -> torch.Tensor:
     """log q(j | u) [U, N] of sampler ``name`` for the users (column 0 = padding)."""
     from recstudio.model.sampler import InBatchSampler, MixedSampler, build_sampler
     n = full_model.meta.num_items
@@ -171,8 +148,6 @@ def sampler_log_q(name: str, full_model, query, last, hist, num_neg: int, batch_
         finally:
             full_model.sampler = held
     with torch.no_grad():
-        if name == "sir":
-            return sir_log_marginal(sampler, query, replicas, seed)
         if getattr(sampler, "needs_query", False):
             return sampler.log_prob(items, query=query).double()
         return sampler.log_prob(items, pos_items=last, user_hist=hist).double()
@@ -226,7 +201,6 @@ def main(argv=None) -> int:
     p.add_argument("--num_neg", type=int, default=32, help="negatives per positive of the sampled runs")
     p.add_argument("--lr", type=float, default=0.005, help="learning rate of every run")
     p.add_argument("--users-for-kl", type=int, default=256, help="random users of the KL divergences (0: skip)")
-    p.add_argument("--sir-replicas", type=int, default=256, help="draws of S_{M-1} for the SIR marginal")
     p.add_argument("--no-train", action="store_true", help="only the full-softmax run and the KL (no sampled runs)")
     p.add_argument("--seed", type=int, default=2022)
     p.add_argument("--threads", type=int, default=1)
@@ -278,8 +252,7 @@ def main(argv=None) -> int:
                             "ndcg_vs_full": m.get("ndcg@10", 0.0) / max(full_row["ndcg@10"], 1e-12),
                             "time_vs_full": s / max(sec, 1e-12)})
             if log_p is not None:
-                lq = sampler_log_q(name, full, query, last, hist, args.num_neg, batch_rows, ckpt,
-                                   args.sir_replicas, args.seed)
+                lq = sampler_log_q(name, full, query, last, hist, args.num_neg, batch_rows, ckpt)
                 row["kl_p_q"], row["kl_q_p"] = kl_pair(log_p, lq)
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "test"}), flush=True)

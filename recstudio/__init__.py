@@ -13,6 +13,14 @@ def run(*args, **kwargs):
     return _run(*args, **kwargs)
 
 
+def fit_table(*args, **kwargs):
+    """Train a feature (CTR) model on DataFrames through a FeaturePipeline and return it (it keeps the
+    pipeline: ``predict_table``, ``save`` / ``load``, ``serve``, ``update``); see
+    :func:`recstudio.train.table.fit_table` and ``docs/feature_pipeline.md``."""
+    from recstudio.train.table import fit_table as _fit_table
+    return _fit_table(*args, **kwargs)
+
+
 def list_models():
     """Every registered model with its category, base class, dataset type and paper."""
     from recstudio.model.registry import list_models as _list

@@ -26,6 +26,11 @@ DATA_OPTIONS: Dict[str, Option] = {
                           "null loads every field", nullable=True),
     # field roles
     "user_field": Option("user_id", (str,), "the user id field of .inter / .user"),
+    # [session-data] anonymous sessions: the session field takes the user role (see recstudio/data/sessions.py)
+    "session_field": Option(None, (str,), "session id field of .inter for session data (anonymous sessions, no "
+                            "user id): it takes the user role (user_field is set to it), splits are session-wise "
+                            "and models that learn per-user parameters refuse the data; null: user data",
+                            nullable=True),
     "item_field": Option("item_id", (str,), "the item id field of .inter / .item"),
     "rating_field": Option("rating", (str,), "the rating field (null when the data has none)", nullable=True),
     "time_field": Option("timestamp", (str,), "the time field (null when the data has none)", nullable=True),
@@ -43,7 +48,10 @@ DATA_OPTIONS: Dict[str, Option] = {
     # splitting
     "split_mode": Option("user_entry", (str,), "'user_entry': each user's interactions by ratio; 'entry': all "
                          "interactions by ratio; 'user': disjoint users; 'loo': leave-one-out (last = test, "
-                         "second-to-last = valid, by time)", choices=("user_entry", "entry", "user", "loo")),
+                         "second-to-last = valid, by time); 'session' (session data): whole sessions to train / "
+                         "valid / test, each held-out session's items after its first are the targets (on session "
+                         "data 'loo' is session-wise too: the last item of each held-out session is the target)",
+                         choices=("user_entry", "entry", "user", "loo", "session")),  # [session-data] 'session'
     "split_ratio": Option([0.8, 0.1, 0.1], (list, tuple), "train / valid / test shares (two values: no valid)"),
     "split_order": Option("random", (str,), "order within the split: 'random' (seeded) or 'time'",
                           choices=("random", "time")),
@@ -54,15 +62,21 @@ DATA_OPTIONS: Dict[str, Option] = {
     "loo_last_n": Option(1, (int,), "split_mode 'loo': each user's last N interactions are the test targets and "
                          "the N before them the valid targets (3-value split_ratio); 1 = leave-one-out. A user "
                          "keeps at least one train interaction (shorter users get fewer targets)"),
+    # [session-data] session-wise splits (split_mode 'session', or 'loo' on session data)
+    "session_test_days": Option(None, _NUM, "session data: the test sessions are those ending in the last this many "
+                                "days (by their last event), the valid ones (3-value split_ratio) those ending in the "
+                                "same span before; null: split_ratio shares of the sessions in split_order",
+                                nullable=True),
 }
 
 #: keys that change the processed arrays (and so the cache key)
 PREPROCESS_KEYS = (
     "field_separator", "seq_separator", "encoding", "load_fields", "user_field", "item_field", "rating_field",
     "time_field", "time_format", "rating_threshold", "binarize", "dedup", "min_user_inter", "min_item_inter",
-    "float_scaling", "discretize",
+    "float_scaling", "discretize", "session_field",
 )
-SPLIT_KEYS = ("split_mode", "split_ratio", "split_order", "fold_in_ratio", "seed", "loo_last_n")
+SPLIT_KEYS = ("split_mode", "split_ratio", "split_order", "fold_in_ratio", "seed", "loo_last_n",
+              "session_test_days")  # [session-data] session_test_days
 
 
 def resolve_data_config(*layers: Optional[Mapping[str, Any]], where: str = "data config") -> Dict[str, Any]:
@@ -83,6 +97,8 @@ def resolve_data_config(*layers: Optional[Mapping[str, Any]], where: str = "data
         5
     """
     config = resolve_options(DATA_OPTIONS, *layers, where=where)
+    if config.get("session_field") is not None:  # [session-data] the session takes the user role
+        config["user_field"] = config["session_field"]
     check_data_config(config)
     return config
 
@@ -97,6 +113,10 @@ def check_data_config(config: Mapping[str, Any]) -> None:
         raise ConfigError(f"fold_in_ratio must be in (0, 1), got {config['fold_in_ratio']}.")
     if config.get("loo_last_n", 1) < 1:
         raise ConfigError(f"loo_last_n must be an integer >= 1 (targets per user and phase), got {config['loo_last_n']}.")
+    # [session-data]
+    days = config.get("session_test_days")
+    if days is not None and not days > 0:
+        raise ConfigError(f"session_test_days must be a positive number of days or null, got {days}.")
     for key in ("min_user_inter", "min_item_inter"):
         if config[key] < 0:
             raise ConfigError(f"{key} must be >= 0, got {config[key]}.")

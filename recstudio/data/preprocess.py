@@ -203,6 +203,8 @@ class Preprocessor:
         names = list(inter.types)
         for key in ("user_field", "item_field"):
             if cfg[key] not in inter.types:
+                if key == "user_field" and cfg.get("session_field") is not None:  # [session-data] name the key
+                    key = "session_field"
                 raise DataError(f"{self.name}.inter has no field {cfg[key]!r} ({key}); its fields are {names}."
                                 + did_you_mean(cfg[key], names) + f" Set {key}.")
         for key in ("rating_field", "time_field"):

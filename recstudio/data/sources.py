@@ -18,7 +18,7 @@ from recstudio.data.config import preprocess_config, resolve_data_config
 from recstudio.data.dataset import RecDataset
 from recstudio.data.fields import FieldType
 from recstudio.data.preprocess import Preprocessor
-from recstudio.utils.errors import DataError
+from recstudio.utils.errors import ConfigError, DataError  # [session-data] ConfigError
 from recstudio.utils.suggest import did_you_mean
 
 
@@ -156,6 +156,11 @@ def from_dataframe(df: pd.DataFrame, user: str = "user_id", item: str = "item_id
         >>> ds.num_interactions
         2
     """
+    if overrides.get("session_field") is not None:  # [session-data] the session column takes the user role
+        if user not in ("user_id", overrides["session_field"]):
+            raise ConfigError(f"give either user={user!r} or session_field={overrides['session_field']!r}: session "
+                              "data has no user role (a user column is then loaded as an ordinary token column).")
+        user = overrides["session_field"]
     overrides = {"user_field": user, "item_field": item, "rating_field": rating, "time_field": time,
                  "cache": False, **overrides}
     config = resolve_data_config(overrides, where="from_dataframe arguments")

@@ -14,6 +14,9 @@ Modes (``split_mode``), all seeded by ``seed``:
   the ratio values themselves are not used. ``loo_last_n = N`` makes it leave-N-out: test = the
   last ``min(N, n - 1)`` interactions, valid = the ``min(N, n - 1 - test)`` before them, so every
   user keeps at least one train interaction (N = 1 is leave-one-out exactly).
+- ``session`` [session-data]: session data only (``session_field`` set): whole sessions per phase, every
+  item after a held-out session's first a target; on session data ``loo`` is session-wise too (the last
+  item of a held-out session is the target). See :mod:`recstudio.data.sessions`.
 
 Evaluation history (what a model sees and what is masked from its ranking): for ``valid`` the
 train interactions, for ``test`` train + valid; in ``user`` mode the fold-in part of each
@@ -153,10 +156,16 @@ def split_dataset(dataset: RecDataset, **overrides) -> DataSplit:
     base = {k: dataset.config[k] for k in SPLIT_KEYS if k in dataset.config}
     cfg = {k: resolve_data_config(base, overrides)[k] for k in SPLIT_KEYS}
     mode, ratio, order = cfg["split_mode"], cfg["split_ratio"], cfg["split_order"]
-    if order == "time" and dataset.time_field is None and mode != "loo":
+    if order == "time" and dataset.time_field is None and mode not in ("loo", "session"):
         raise ConfigError(f"split_order='time' needs a time field, and dataset {dataset.name!r} has none; "
                           "use split_order='random' or set time_field.")
     rng = np.random.default_rng(cfg["seed"])
+    from recstudio.data.sessions import is_session_data, session_split  # [session-data]
+    if is_session_data(dataset) or mode == "session":  # [session-data] whole sessions per phase
+        if not is_session_data(dataset):
+            raise ConfigError(f"split_mode='session' splits anonymous sessions, but dataset {dataset.name!r} has no "
+                              "session_field; load it with session_field set to its session id field.")
+        return session_split(dataset, cfg, rng)
     users, offsets = dataset.users, dataset.user_offsets
     n_per_user = np.diff(offsets)
     if mode == "user_entry":

@@ -37,8 +37,14 @@ def _ensure_zoo() -> None:
 
 
 def get_model(name: str):
-    """The model class registered as ``name`` (case-insensitive; close names are suggested)."""
-    _ensure_zoo()
+    """The model class registered as ``name`` (case-insensitive; close names are suggested).
+
+    Only the model's own module is imported when it follows the file-naming convention
+    (``zoo/<category>/<name>.py``); otherwise, or for an unknown name, the whole zoo is discovered."""
+    if isinstance(name, str) and name not in MODELS:
+        from recstudio.model.zoo import import_named
+        if not (import_named(name) and name in MODELS):
+            _ensure_zoo()
     return MODELS.get(name)
 
 

@@ -233,6 +233,13 @@ class RawFeatureEncoder:
             raise ConfigError(f"{model.model_name} is a {model.base_name} model, not a feature (CTR) model: "
                               f"POST /score and /rank serve FeatureRecommender models (FM, DeepFM, DCN, ...); "
                               f"use POST /recommend for top-k lists.")
+        # [ctr-pipeline hook] a model trained through a FeaturePipeline (fit_table) encodes rows with it
+        self.table = None
+        if model.feature_pipeline is not None:
+            from recstudio.serving.table_features import PipelineRowEncoder
+            self.table = PipelineRowEncoder(model)
+            self.fields, self.unavailable = self.table.fields, None
+            return
         meta = model.meta
         self.uid, self.iid = meta.uid_field, meta.iid_field
         self.users, self.items = _Vocab(meta.user_tokens), _Vocab(meta.item_tokens)
@@ -260,6 +267,8 @@ class RawFeatureEncoder:
 
     def describe(self) -> Dict[str, Any]:
         """The raw fields a request sends (``GET /fields``)."""
+        if self.table is not None:  # [ctr-pipeline hook]
+            return self.table.describe()
         fields = {self.uid: {"type": "token", "role": "user id", "vocabulary_size": self.users.size},
                   self.iid: {"type": "token", "role": "item id", "vocabulary_size": self.items.size}}
         for name, codec in self.codecs.items():
@@ -335,6 +344,8 @@ class RawFeatureEncoder:
     def encode_rows(self, rows: List[Dict[str, Any]]) -> Tuple[Dict[str, torch.Tensor], List[List[str]]]:
         """``(batch, oov)`` of ``POST /score`` rows: every field required; ``oov[r]`` lists the fields of row
         ``r`` that fell into the out-of-vocabulary bucket (unknown ids or tokens)."""
+        if self.table is not None:  # [ctr-pipeline hook]
+            return self.table.encode_rows(rows)
         self._require()
         wheres = [f"row {r}" for r in range(len(rows))]
         oov: List[List[str]] = [[] for _ in rows]
@@ -362,6 +373,8 @@ class RawFeatureEncoder:
         items are an :class:`~recstudio.model.base.inference.UnknownIdsError`; an unknown user falls into the
         out-of-vocabulary bucket (listed in ``oov``)."""
         from recstudio.model.base.inference import UnknownIdsError
+        if self.table is not None:  # [ctr-pipeline hook]
+            return self.table.encode_candidates(user, context, items)
         self._require()
         for name in (self.uid, self.iid):
             if name in context:

@@ -35,7 +35,8 @@ RANDOM_STATE_KEY = "recstudio_random_state"
 #: config keys a resumed run may change: they change how a run is executed, never the model, its
 #: data or its optimisation (everything else must equal the checkpoint's config)
 RESUMABLE_KEYS = frozenset({"epochs", "early_stop_patience", "quiet", "mode", "num_workers", "devices",
-                            "accelerator", "strategy", "num_nodes", "eval_batch_size", "num_threads"})
+                            "accelerator", "strategy", "num_nodes", "eval_batch_size", "num_threads",
+                            "train_loop"})
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -61,8 +61,12 @@ class ShardedDataModule(pl.LightningDataModule):
         if self._train_set is None:
             self._train_set = model._get_dataset_class()(self.split, "train", seed=cfg["seed"],
                                                           **model._dataset_kwargs())
-        return self._train_set.loader(cfg["batch_size"], shuffle=True, seed=cfg["seed"],
-                                      num_workers=cfg["num_workers"], shard="rows", **self._replica())
+        loader = self._train_set.loader(cfg["batch_size"], shuffle=True, seed=cfg["seed"],
+                                        num_workers=cfg["num_workers"], shard="rows", **self._replica())
+        if getattr(model, "_fused_epochs", False):  # one Lightning batch per epoch (recstudio.train.fused)
+            from recstudio.train.fused import FusedEpochLoader
+            return FusedEpochLoader(loader)
+        return loader
 
     def _eval_loader(self, phase: str):
         dataset = self.model._eval_dataset(self.split, phase)

@@ -161,6 +161,8 @@ def _fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = No
     folder = RunFolder(_run_dir(model, split, run_dir),
                        {"model": model.model_name, "dataset": split.dataset.name, **portable_config(cfg)})
     model.build(model.context_from(split))
+    from recstudio.data.sessions import check_session_model  # [session-data] anonymous sessions: no user tables
+    check_session_model(model, split)
     data = ShardedDataModule.for_split(model, split)  # loaders built per process, once the rank is known
     has_valid = len(split.valid) > 0
     model.eval_phase_results.pop("test", None)
@@ -178,7 +180,13 @@ def _fit_model(model, split: DataSplit, run_dir: Optional[Union[str, Path]] = No
         trainer = make_trainer(model, folder.run_dir, has_valid, callbacks=[folder, *callbacks],
                                resumed_epoch=None if resume is None else resume.epoch)
         check_distributed_support(model, trainer)
-        trainer.fit(model, datamodule=data, ckpt_path=None if resume is None else str(resume.checkpoint))
+        from recstudio.train.fused import fused_epoch_blockers
+        fused, automatic = not fused_epoch_blockers(model, trainer), model.automatic_optimization
+        model._fused_epochs, model.automatic_optimization = fused, automatic and not fused
+        try:
+            trainer.fit(model, datamodule=data, ckpt_path=None if resume is None else str(resume.checkpoint))
+        finally:
+            model._fused_epochs, model.automatic_optimization = False, automatic
         ckpt = trainer.recstudio_checkpoint
         best = ckpt.best_model_path if has_valid and ckpt.best_model_path else None
         trainer.test(model, datamodule=data, ckpt_path=best, verbose=False)

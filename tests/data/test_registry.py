@@ -38,6 +38,7 @@ KNOWN_CHECKSUMS = {
     ("ciao", "sha256", "dee78c18b4a0843791e82b522f632a1166296e6048537b13b18c281a12e8f741"),
     ("epinions", "sha256", "7eb45830d7cbae511913ed20e82ab4f56760a5e54380dbde7b9e3f9439b53b9a"),
     ("ml-100k-kg", "md5", "0e33842e24a9c977be4e0107933c0723"),
+    ("ml-100k-sessions", "md5", "0e33842e24a9c977be4e0107933c0723"),  # [session-data] the same ml-100k zip
     ("ml-100k-kg", "sha256", "200a0636fa07c218119a42e5bac7aa3e26e3665a6f919c1b22909bd412b14779"),
     ("ml-100k-kg", "sha256", "524dca2c3d62619688ab99b3ec53ea2acb9b64d38eafec3e02bdd0dc6bb7d948"),
 }

@@ -82,17 +82,55 @@ def test_midx_cells_are_products_of_the_two_codebooks():
         assert torch.allclose(lq[cells == c], lq[cells == c][0].expand(int((cells == c).sum())))
 
 
-def test_sir_support_and_its_approximate_log_prob():
-    s = make("sir", num_candidates=400)
-    q = torch.randn(1, D, generator=torch.Generator().manual_seed(3)).expand(4000, D)  # one pool per row
-    lp, neg, lq = s(q, 5, torch.full((4000,), 2))
-    assert (neg >= 1).all() and (neg < N).all() and torch.isfinite(lq).all()
-    soft = torch.softmax(q[:1] @ s.vectors[1:].t(), 1).double()[0]
-    freq = torch.bincount(neg.flatten(), minlength=N).double()[1:] / neg.numel()
-    assert (freq - soft).abs().max() < 0.02  # the marginal over pools tends to the snapshot softmax
-    # the pool's (noisy) estimate of log softmax: unbiased in Z on average, a few per cent off per pool
-    assert (lq.double() - soft[neg - 1].log()).mean().abs() < 0.05
-    assert (lq.double() - soft[neg - 1].log()).abs().mean() < 0.2
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_sir_log_probs_are_exact(metric):
+    """One call: 3 queries x 20,000 rows, one draw each (every row picks its own block of the call's partition);
+    the draw frequencies match the exact log_prob of that partition, which the call also returned."""
+    s = make("sir", metric)  # M = 3: Y = 13 items in G = 4 blocks
+    q3 = torch.randn(3, D, generator=torch.Generator().manual_seed(1))
+    rows = 20000
+    q = q3.repeat_interleave(rows, 0)
+    pos = torch.tensor([1, 4, 9]).repeat_interleave(rows)
+    lp, neg, lq = s(q, 1, pos)
+    every = s.log_prob(torch.arange(N).expand(3, N), query=q3)
+    prob = every.exp()
+    assert torch.allclose(prob.sum(1), torch.ones(3, dtype=prob.dtype), atol=1e-9)
+    assert torch.isinf(every[:, 0]).all() and (neg >= 1).all() and (neg < N).all()
+    freq = torch.stack([torch.bincount(neg[r * rows:(r + 1) * rows, 0], minlength=N).double() / rows
+                        for r in range(3)])
+    assert within_tolerance(freq, prob, rows)
+    grid = every.repeat_interleave(rows, 0)
+    assert torch.allclose(lq.double(), grid.gather(1, neg), atol=1e-5)
+    assert torch.allclose(lp.double(), grid.gather(1, pos[:, None]).squeeze(1), atol=1e-5)
+
+
+def test_sir_partition_and_formula_by_hand():
+    s = make("sir", num_candidates=3)
+    blocks = s.blocks[s.blocks > 0]
+    assert s.num_groups == 4 and sorted(blocks.tolist()) == list(range(1, N))  # every item in exactly one block
+    assert sorted((s.blocks > 0).sum(1).tolist()) == [3, 3, 3, 4]
+    q = torch.randn(1, D, generator=torch.Generator().manual_seed(2))
+    scores = (q @ s.vectors.t())[0].double()
+    for i in (1, 5, 13):
+        block = s.blocks[s.block_of[i]]
+        block = block[block > 0]
+        by_hand = scores[i] - torch.logsumexp(scores[block], 0) - math.log(4)
+        assert math.isclose(float(s.log_prob(torch.tensor([[i]]), query=q)), float(by_hand), rel_tol=1e-6)
+    before = s.blocks.clone()
+    s(q, 2, torch.tensor([1]))
+    assert not torch.equal(before, s.blocks)  # a fresh partition at every call
+    # positives [B, P] (a sequence model): each position's log q is its own item's
+    lp, neg, lq = s(q.expand(2, D), 3, torch.tensor([[1, 2], [3, 0]]))
+    assert neg.shape == (2, 2, 3) and torch.isinf(lp[1, 1])
+    assert torch.allclose(lp[0].double(), s.log_prob(torch.tensor([[1, 2]]), query=q)[0], atol=1e-6)
+
+
+def test_sir_with_one_block_is_the_softmax():
+    s = make("sir", num_candidates=50)  # M >= Y: one block, the whole catalogue
+    q = torch.randn(2, D)
+    soft = torch.log_softmax((q @ s.vectors[1:].t()).double(), 1)
+    assert s.num_groups == 1
+    assert torch.allclose(s.log_prob(torch.arange(1, N).expand(2, N - 1), query=q), soft, atol=1e-6)
 
 
 def test_model_based_sampler_needs_query_and_vectors():

@@ -333,7 +333,9 @@ def _context_encoding(ds, specs: Dict[str, FieldSpec]) -> Dict[str, Any]:
         if name in (ds.config.get("discretize") or {}) or how is not None:
             enc["transform"] = None if recorded is None else recorded.get(name)
         out[name] = enc
-    return {"fields": out, "seq_separator": ds.config.get("seq_separator")}
+    pipe = getattr(ds, "feature_pipeline", None)  # [ctr-pipeline hook] data encoded by a FeaturePipeline
+    extra = {} if pipe is None else {"pipeline": pipe.state_dict()}  # its state, to encode raw rows (serving)
+    return {"fields": out, "seq_separator": ds.config.get("seq_separator"), **extra}
 
 
 def _spec_args(v, key):

@@ -90,6 +90,10 @@ class ItemTowerRecommender(Recommender):
         if not self.cfg("sampler_refresh_steps", 0):
             self.refresh_sampler()
 
+    def fused_epoch_blockers(self):
+        steps = self.cfg("sampler_refresh_steps", 0)
+        return super().fused_epoch_blockers() + (["sampler_refresh_steps is set"] if steps else [])
+
     def on_train_batch_start(self, batch, batch_idx):
         steps = self.cfg("sampler_refresh_steps", 0)
         if steps and self.sampler is not None and getattr(self.sampler, "needs_item_vectors", False):

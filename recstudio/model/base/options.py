@@ -49,6 +49,10 @@ TRAIN_OPTIONS: Dict[str, Option] = {
     "num_nodes": Option(1, (int,), "machines of a multi-node run (torchrun / SLURM), each running `devices` processes"),
     "precision": Option("32-true", (str, int), "Lightning precision, e.g. 16-mixed, bf16-mixed"),
     "num_workers": Option(0, (int,), "data-loader worker processes"),
+    "train_loop": Option("auto", (str,), "'auto': a whole training epoch as one Lightning step when nothing needs "
+                         "Lightning's per-batch hooks (same batches, draws and updates, without its per-step "
+                         "overhead; see recstudio/train/fused.py); 'per_step': always Lightning's per-step loop",
+                         choices=("auto", "per_step")),
     "content_field": Option(None, (str,), "float_seq item field holding item content vectors, for models that "
                             "need item content (null: the only float_seq item field)", nullable=True),
     "run_dir": Option("runs", (str,), "folder for checkpoints, logs and configs of runs"),

@@ -7,7 +7,7 @@ Subclasses (the three bases in this package) build their blocks in :meth:`build_
 how to score.
 """
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
@@ -329,6 +329,9 @@ class Recommender(InferenceMixin, pl.LightningModule):
         raise ConfigError(f"{type(self).__name__} has fit_mode 'alternating' but no alternating_step().")
 
     def training_step(self, batch, batch_idx):
+        fused = getattr(batch, "train_epoch", None)  # a whole epoch as one batch (recstudio.train.fused)
+        if callable(fused):
+            return fused(self)
         if self.fit_mode == "alternating":
             with torch.no_grad():
                 loss = self.alternating_step(batch)
@@ -343,24 +346,32 @@ class Recommender(InferenceMixin, pl.LightningModule):
             self._log_train_loss(float(loss.detach()), self._batch_size(batch), batch_idx)
         return loss
 
-    def _log_train_loss(self, value: float, batch_size: int, batch_idx: int) -> None:
+    def fused_epoch_blockers(self) -> List[str]:
+        """Reasons this model must keep Lightning's per-step loop (see :mod:`recstudio.train.fused`); none here."""
+        return []
+
+    def _log_train_loss(self, value: float, batch_size: int, batch_idx: int, last: Optional[bool] = None) -> None:
         """Accumulate the epoch's training loss and hand Lightning one value per epoch.
 
         ``train/loss`` is the batch-size weighted mean of the epoch (reduced over DDP processes the
         same way). Lightning's ``self.log`` costs about half a millisecond per call, a sixth of a BPR
         step on ml-100k, so the weighted sum is kept here and logged once, at the epoch's last batch;
         when the number of batches is unknown (an iterable dataset) every step is logged instead.
+        ``last`` says whether this is the epoch's last batch (default: from the trainer's batch count).
         """
         self._loss_sum += value
         self._loss_count += 1
         self._loss_weighted_sum = getattr(self, "_loss_weighted_sum", 0.0) + value * batch_size
         self._loss_examples = getattr(self, "_loss_examples", 0) + batch_size
-        last = getattr(self._trainer, "num_training_batches", None) if self._trainer is not None else None
-        if isinstance(last, int) and batch_idx + 1 < last:
-            return
         mean, examples = self._loss_weighted_sum / self._loss_examples, self._loss_examples
-        if not isinstance(last, int):  # per step: Lightning accumulates the weighted mean itself
-            mean, examples = value, batch_size
+        if last is None:  # Lightning's per-step loop: the epoch ends at its number of batches
+            batches = getattr(self._trainer, "num_training_batches", None) if self._trainer is not None else None
+            if not isinstance(batches, int):  # unknown: log every step, Lightning takes the weighted mean
+                mean, examples, last = value, batch_size, True
+            else:
+                last = batch_idx + 1 >= batches
+        if not last:
+            return
         self.log("train/loss", torch.tensor(mean), on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=examples, sync_dist=True)
 

@@ -58,6 +58,7 @@ from recstudio.model.family.feature_options import (  # noqa: F401 (re-exported)
     DEFAULT_ENTRY, FEATURE_HELP, FEATURE_OPTIONS, LOSS_OPTIONS, _applied_loss_options, _is_set, calibrate,
     check_feature_options)
 from recstudio.model.family.feature_rows import HISTORY_POS, FieldRowsDataset  # noqa: F401
+from recstudio.model.family.feature_table import TableMixin  # [ctr-pipeline hook] fit_table / update
 from recstudio.model.module.field_embedding import FieldEmbedding, auto_dim
 from recstudio.utils.errors import ConfigError, DataError
 from recstudio.utils.suggest import did_you_mean
@@ -78,7 +79,7 @@ class _Field:
         return f"{self.key}({self.owner}:{self.type}[{self.size}])"
 
 
-class FeatureRecommender(Recommender):
+class FeatureRecommender(TableMixin, Recommender):
     """Base of the CTR models: field embeddings, first-order term, pointwise training, auc / gauc /
     logloss evaluation, and full ranking for top-k (see the module docstring).
 

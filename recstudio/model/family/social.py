@@ -212,10 +212,6 @@ class SocialRecommender(TwoTowerRecommender):
             loss = loss + reg * self.emb_regularizer(batch)
         return loss
 
-    def training_step(self, batch, batch_idx):
-        self.invalidate_cache()
-        return super().training_step(batch, batch_idx)
-
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.invalidate_cache()  # the optimizer step has just changed the parameters
         return super().on_train_batch_end(outputs, batch, batch_idx)

@@ -35,7 +35,7 @@ SAMPLERS.register("shared_uniform", summary="num_neg uniform items shared by eve
                   log_prob="-log(num_items - 1)")(SharedUniformSampler)
 SAMPLERS.register("inbatch", summary="the other rows' positives",
                   log_prob="log(batch frequency) or log(count_i / Σ count)")(InBatchSampler)
-# model-based (recstudio/model/sampler/model_based.py): refreshed from the model's item vectors
+# model-based (recstudio/model/sampler/model_based.py and the modules it gathers): refreshed from the model's item vectors
 SAMPLERS.register("cluster_uni", summary="PRIS: k-means cluster ∝ exp(score to centroid)·size, uniform inside",
                   log_prob="exact", paper="Lian et al., WWW 2020")(ClusterUniformSampler)
 SAMPLERS.register("cluster_pop", summary="PRIS: cluster ∝ exp(score)·popularity mass, popularity inside",
@@ -44,8 +44,8 @@ SAMPLERS.register("midx_uni", summary="MIDX: two-half k-means cells ∝ exp(q1·
                   log_prob="exact", paper="Chen et al., WWW 2022")(MIDXUniformSampler)
 SAMPLERS.register("midx_pop", summary="MIDX: cells ∝ exp(q1·c1 + q2·c2)·popularity mass, popularity inside",
                   log_prob="exact", paper="Chen et al., WWW 2022")(MIDXPopularitySampler)
-SAMPLERS.register("sir", summary="sampling-importance-resampling of a uniform pool ∝ exp(score)",
-                  log_prob="approximate (pool estimate of the softmax)")(SIRSampler)
+SAMPLERS.register("sir", summary="sampling-importance-resampling ∝ exp(score) of a random block of ~M items",
+                  log_prob="exact (softmax within the block / number of blocks)")(SIRSampler)
 SAMPLERS.register("dns", summary="dynamic negative sampling: best-scoring of M uniform candidates",
                   log_prob="exact (order statistic of M uniform draws)", paper="Zhang et al., SIGIR 2013")(DNSSampler)
 SAMPLERS.register("retriever", summary="a trained model's ANN top-n neighbours of the positive, mixed with uniform",

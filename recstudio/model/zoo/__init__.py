@@ -6,6 +6,7 @@
 """
 import importlib
 import pkgutil
+from pathlib import Path
 from typing import List
 
 _DISCOVERED: List[str] = []
@@ -18,6 +19,17 @@ def zoo_modules() -> List[str]:
         if not info.ispkg and not info.name.rsplit(".", 1)[-1].startswith("_"):
             names.append(info.name)
     return sorted(names)
+
+
+def import_named(name: str) -> bool:
+    """Import only the module named after model ``name`` (``zoo/<category>/<name lower-cased>.py``, the
+    one-model-per-file convention), so that ``get_model("BPR")`` does not import the whole zoo; ``False``
+    when there is no such file (the caller then falls back to :func:`discover`)."""
+    stem = name.lower().replace("-", "_")
+    for path in sorted(Path(__path__[0]).glob(f"*/{stem}.py")):
+        importlib.import_module(f"{__name__}.{path.parent.name}.{stem}")
+        return True
+    return False
 
 
 def discover() -> List[str]:

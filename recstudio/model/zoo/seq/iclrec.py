@@ -59,6 +59,10 @@ class ICLRec(CL4SRec):
         valid = (seq != 0).unsqueeze(-1).to(torch.float32)
         return (self.sequence_output(seq) * valid).sum(1) / valid.sum(1).clamp(min=1.0)
 
+    def fused_epoch_blockers(self):
+        # it iterates the training loader itself at an epoch's start, which fused epochs hand over as one batch
+        return super().fused_epoch_blockers() + ["it reads the training loader's batches at epoch start"]
+
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         from sklearn.cluster import KMeans

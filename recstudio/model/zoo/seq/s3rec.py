@@ -291,6 +291,10 @@ class S3Rec(SequentialRecommender):
         self._set_heads_trainable()
         return self.pretrain_history
 
+    def fused_epoch_blockers(self):
+        # pre-training iterates the training loader itself, which fused epochs hand over as one batch
+        return super().fused_epoch_blockers() + ["it reads the training loader's batches to pre-train"]
+
     def on_train_start(self):
         super().on_train_start()
         if self.config["pretrain_epochs"] > 0 and not bool(self.pretrained):
