@@ -4,9 +4,6 @@ checkpoint of `recstudio.run` saved; unknown values fall into the out-of-vocabul
 candidates by the model's scores; every bad request is a 4xx naming the row / field; `recstudio serve` serves it."""
 import json
 import math
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ from recstudio.data import RecDataset, from_dataframe  # noqa: E402
 from recstudio.model.base.meta import DataMeta  # noqa: E402
 from recstudio.model.registry import get_model  # noqa: E402
 from recstudio.serving import create_app  # noqa: E402
-from loopback import free_port  # noqa: E402
+from loopback import serve_process  # noqa: E402
 from test_serving import Server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,34 +263,13 @@ def test_scaling_statistics_survive_the_dataset_cache(data, tmp_path):
 
 
 def test_serve_cli_serves_score_and_rank(run_dir, model):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "recstudio", "serve", "--checkpoint", str(run_dir),
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                httpx.get(url + "/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.time() < deadline, "the server did not start within 90 s"
-                time.sleep(0.2)
+    with serve_process(run_dir, ROOT) as (url, _):
         row = {"u": "u2", "i": "i4", "ctx": "c0", "noise": 2.0, "hour": 12, "tags": ["t3"]}
         p = httpx.post(url + "/score", json={"rows": [row]}).json()["probabilities"][0]
         enc = create_app(model).state.engine.features
         assert p == pytest.approx(float(model_probabilities(model, enc.encode_rows([row])[0])[0]), abs=1e-9)
         ranked = httpx.post(url + "/rank", json={"user": "u2", "items": ["i1", "i2", "i3"]}).json()
         assert sorted(ranked["items"]) == ["i1", "i2", "i3"]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # ---- property-based: no generated /score or /rank body gets a 5xx ------------------------------

@@ -2,9 +2,6 @@
 saved in the checkpoint (unseen values -> the OOV bucket, listed per row), bad rows are 422s naming the
 field, and `recstudio serve --checkpoint` serves it with no data present."""
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -80,34 +77,13 @@ def test_rank_orders_known_candidates(client, saved):
 
 
 def test_serve_cli_scores_raw_rows(saved):
-    from loopback import free_port
+    from loopback import serve_process
     model, path = saved
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "recstudio", "serve", "--checkpoint", str(path),
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                httpx.get(url + "/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert time.time() < deadline, "the server did not start within 90 s"
-                time.sleep(0.2)
+    with serve_process(path, ROOT) as (url, _):
         body = httpx.post(url + "/score", json={"rows": [ROW, {**ROW, "user": "nobody"}]}).json()
         expected = model.predict_table(pd.DataFrame.from_records([ROW, {**ROW, "user": "nobody"}]))
         np.testing.assert_allclose(body["probabilities"], expected, atol=1e-9)
         assert body["oov"] == [[], ["user"]]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 # ---- property-based: no generated /score or /rank body gets a 5xx ------------------------------

@@ -20,7 +20,7 @@ from recstudio.model.base.meta import DataMeta  # noqa: E402
 from recstudio.model.registry import get_model  # noqa: E402
 from recstudio.serving import create_app  # noqa: E402
 from recstudio.utils.errors import ConfigError  # noqa: E402
-from loopback import free_port  # noqa: E402
+from loopback import serve_process  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,32 +214,12 @@ def test_missing_fastapi_names_the_extra(trained, monkeypatch):
 
 
 def test_serve_cli_serves_a_run_directory(trained):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "recstudio", "serve", "--checkpoint", str(trained[1]),
-                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read()
-            try:
-                health = httpx.get(url + "/health", timeout=2).json()
-                break
-            except httpx.HTTPError:
-                assert time.time() < deadline, "the server did not start within 90 s"
-                time.sleep(0.2)
+    with serve_process(trained[1], ROOT) as (url, proc):
+        health = httpx.get(url + "/health", timeout=2).json()
         assert health["model"] == "BPR" and health["ann"] is None
         best = recstudio.load(trained[1] / "checkpoints" / "best.ckpt")
         got = httpx.post(url + "/recommend", json={"users": ["u3"], "k": 3}).json()["results"][0]["items"]
         assert got == best.recommend(["u3"], k=3)[0][0].tolist()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
     assert "serving BPR" in proc.stdout.read()
 
 
