@@ -7,7 +7,7 @@ Subclasses (the three bases in this package) build their blocks in :meth:`build_
 how to score.
 """
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
 import pytorch_lightning as pl
 import torch
@@ -17,6 +17,7 @@ from recstudio.data.types import DATASET_TYPES
 from recstudio.data.types.evaluation import EvalDataset
 from recstudio.model.base.config import data_config, portable_config, resolve_config
 from recstudio.model.base.inference import InferenceMixin
+from recstudio.model.base.epoch_loss import EpochLossMixin
 from recstudio.model.base.context import FeatureStore, ModelContext, check_needs
 from recstudio.model.base.metrics import (CTRAccumulator, RankingAccumulator, RatingAccumulator,
                                           SampledRankingAccumulator, monitor_mode)
@@ -34,7 +35,7 @@ COMMON_HELP = {
 }
 
 
-class Recommender(InferenceMixin, pl.LightningModule):
+class Recommender(InferenceMixin, EpochLossMixin, pl.LightningModule):
     """Base of every model.
 
     Args:
@@ -315,10 +316,6 @@ class Recommender(InferenceMixin, pl.LightningModule):
             inputs["label"] = batch[rating].float() if rating and rating in batch else torch.ones_like(pos_score)
         return loss(**inputs)
 
-    def on_train_epoch_start(self):
-        self._loss_sum, self._loss_count = 0.0, 0
-        self._loss_weighted_sum, self._loss_examples = 0.0, 0
-
     def fit_closed_form(self, split: DataSplit) -> None:
         """Compute the parameters in one step (``fit_mode = 'closed_form'`` models)."""
         raise ConfigError(f"{type(self).__name__} has fit_mode 'closed_form' but no fit_closed_form().")
@@ -345,57 +342,6 @@ class Recommender(InferenceMixin, pl.LightningModule):
         if loss is not None:
             self._log_train_loss(float(loss.detach()), self._batch_size(batch), batch_idx)
         return loss
-
-    def fused_epoch_blockers(self) -> List[str]:
-        """Reasons this model must keep Lightning's per-step loop (see :mod:`recstudio.train.fused`); none here."""
-        return []
-
-    def _log_train_loss(self, value: float, batch_size: int, batch_idx: int, last: Optional[bool] = None) -> None:
-        """Accumulate the epoch's training loss and hand Lightning one value per epoch.
-
-        ``train/loss`` is the batch-size weighted mean of the epoch (reduced over DDP processes the
-        same way). Lightning's ``self.log`` costs about half a millisecond per call, a sixth of a BPR
-        step on ml-100k, so the weighted sum is kept here and logged once, at the epoch's last batch;
-        when the number of batches is unknown (an iterable dataset) every step is logged instead.
-        ``last`` says whether this is the epoch's last batch (default: from the trainer's batch count).
-        """
-        self._loss_sum += value
-        self._loss_count += 1
-        self._loss_weighted_sum = getattr(self, "_loss_weighted_sum", 0.0) + value * batch_size
-        self._loss_examples = getattr(self, "_loss_examples", 0) + batch_size
-        mean, examples = self._loss_weighted_sum / self._loss_examples, self._loss_examples
-        if last is None:  # Lightning's per-step loop: the epoch ends at its number of batches
-            batches = getattr(self._trainer, "num_training_batches", None) if self._trainer is not None else None
-            if not isinstance(batches, int):  # unknown: log every step, Lightning takes the weighted mean
-                mean, examples, last = value, batch_size, True
-            else:
-                last = batch_idx + 1 >= batches
-        if not last:
-            return
-        self.log("train/loss", torch.tensor(mean), on_step=False, on_epoch=True, prog_bar=True,
-                 batch_size=examples, sync_dist=True)
-
-    def _count_solver_step(self) -> None:
-        """Count an alternating batch as a step of Lightning's manual optimisation: ``global_step``
-        counts optimizer steps, so without this it stays 0 for models without an optimizer and
-        ``ModelCheckpoint`` (which skips a save when the step has not moved) never writes their
-        checkpoints. The count is part of the loops' state, so it resumes too."""
-        if self._trainer is None:
-            return
-        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
-        progress.increment_ready()
-        progress.increment_completed()
-
-    @property
-    def epoch_train_loss(self) -> Optional[float]:
-        """Mean training loss of the current epoch so far (``None`` before any step)."""
-        count = getattr(self, "_loss_count", 0)
-        return self._loss_sum / count if count else None
-
-    @staticmethod
-    def _batch_size(batch) -> int:
-        first = next(iter(batch.values()))
-        return int(first.shape[0]) if first.ndim else 1
 
     # ---- evaluation ------------------------------------------------------------------------
     def score_users(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:

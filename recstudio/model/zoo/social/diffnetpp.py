@@ -1,12 +1,12 @@
 """DiffNet++: influence (social) and interest (user-item) diffusion with node- and graph-level attention."""
-from typing import Dict, Optional, Tuple
+from typing import Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recstudio.model.family.social import SOCIAL_HELP, SocialRecommender
+from recstudio.model.family.social import PropagatedTables, SOCIAL_HELP, SocialRecommender
 from recstudio.model.registry import register_model
 from recstudio.utils.errors import ConfigError
 
@@ -45,7 +45,7 @@ def aggregate(weights: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, sou
 @register_model("DiffNetPP", category="social",
                 paper="L. Wu, J. Li, P. Sun, R. Hong, Y. Ge, M. Wang. DiffNet++: A Neural Influence and Interest "
                       "Diffusion Network for Social Recommendation. IEEE TKDE 34(10), 2022.")
-class DiffNetPP(SocialRecommender):
+class DiffNetPP(PropagatedTables, SocialRecommender):
     """DiffNet++ (Wu et al., TKDE 2022): users diffuse both social influence and interests. Starting from the id
     embeddings ``p^0, q^0``, each of the ``n_layers`` layers computes
 
@@ -97,8 +97,6 @@ class DiffNetPP(SocialRecommender):
                              persistent=False)
         self.register_buffer("has_items", torch.as_tensor(np.bincount(inter.row, minlength=n_users) > 0),
                              persistent=False)
-        self._step_tables: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
-        self._item_cache: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
 
     # ---- propagation --------------------------------------------------------------------------
     def propagate(self) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -123,48 +121,3 @@ class DiffNetPP(SocialRecommender):
             users.append(p)
             items.append(q)
         return torch.cat(users, 1), torch.cat(items, 1)
-
-    def _tables(self) -> Tuple[torch.Tensor, torch.Tensor]:
-        if self._step_tables is not None:
-            return self._step_tables
-        if self.training or torch.is_grad_enabled():
-            return self.propagate()
-        users = self.user_vectors()   # the base's evaluation cache (filled by all_user_vectors below)
-        if self._item_cache is None or self._item_cache[0] is not users:
-            self._item_cache = self.propagate()
-            self._user_cache = self._item_cache[0]
-        return self._item_cache
-
-    def all_user_vectors(self) -> torch.Tensor:
-        if self._step_tables is not None:
-            return self._step_tables[0]
-        tables = self.propagate()
-        if not (self.training or torch.is_grad_enabled()):
-            self._item_cache = tables
-        return tables[0]
-
-    def encode_items(self, ids: torch.Tensor) -> torch.Tensor:
-        return self._tables()[1][ids]
-
-    def item_vectors(self) -> torch.Tensor:
-        return self._tables()[1]
-
-    def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
-        self.invalidate_cache()
-        self._step_tables = self.propagate()   # one propagation serves the batch's users and items
-        try:
-            return super().training_loss(batch)
-        finally:
-            self._step_tables = None
-
-    def invalidate_cache(self) -> None:
-        super().invalidate_cache()
-        self._item_cache = None
-
-    def train(self, mode: bool = True):
-        self._item_cache = None
-        return super().train(mode)
-
-    def load_state_dict(self, *args, **kwargs):
-        self._item_cache = None
-        return super().load_state_dict(*args, **kwargs)
