@@ -5,9 +5,8 @@ Usage:
     python run.py -m NCF -d ml-1m --embed_dim 128   # any config key as --key value
     python run.py -m BPR --help                     # every option of BPR, with defaults
 """
-import sys
-
 from recstudio.commands.train import main
+from recstudio.utils.cli import exit_process
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

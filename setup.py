@@ -39,7 +39,7 @@ setup(
         "dev": ["pytest>=7", "faiss-cpu>=1.7.4", "nni>=3.0", "setuptools>=77.0.3,<81", "fastapi>=0.100",
                 "uvicorn>=0.23", "httpx>=0.24", "hypothesis>=6"],
     },
-    entry_points={"console_scripts": ["recstudio=recstudio.__main__:main"]},
+    entry_points={"console_scripts": ["recstudio=recstudio.__main__:console_main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

@@ -40,5 +40,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     return int(module.main(rest) or 0)
 
 
+def console_main() -> None:
+    """The ``recstudio`` console script and ``python -m recstudio``: :func:`main`, then a fast exit
+    (:func:`recstudio.utils.cli.exit_process`)."""
+    from recstudio.utils.cli import exit_process
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

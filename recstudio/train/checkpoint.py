@@ -15,6 +15,7 @@ See ``docs/checkpoints.md``.
 """
 import logging
 import random
+from weakref import proxy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
@@ -22,6 +23,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 import yaml
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from recstudio.utils.errors import ConfigError, DataError
@@ -57,6 +59,62 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r}).")
         with atomic_path(path, durable=True) as tmp:
             torch.save(checkpoint, tmp)
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` after every validation (every epoch without a valid phase), for resuming.
+
+    Lightning's ``save_last`` writes it only when the monitored checkpoint improves; this writes it at
+    every check. When ``best`` (the monitored :class:`ModelCheckpoint`) has just written its file at
+    this same step, the two would hold the same state, so ``last.ckpt`` becomes a hard link to that
+    file — put in place atomically — instead of a second serialisation: half the checkpoint writes of
+    an improving run. A later ``best.ckpt`` is renamed over its own name, so the linked ``last.ckpt``
+    keeps its content, as a copy would. Where the filesystem has no hard links, it is written in full.
+
+    Args:
+        best: the monitored checkpoint callback, or ``None`` (every save is written in full).
+        **kwargs: :class:`ModelCheckpoint`'s arguments.
+
+    Example:
+        >>> best = ModelCheckpoint(dirpath="ckpts", filename="best", monitor="valid/mrr@10", mode="max")
+        >>> last = LastCheckpoint(best, dirpath="ckpts", filename="last", save_top_k=1)
+    """
+
+    def __init__(self, best: Optional[ModelCheckpoint] = None, **kwargs):
+        kwargs.setdefault("enable_version_counter", False)
+        super().__init__(**kwargs)
+        self.best = best
+
+    def _save_checkpoint(self, trainer, filepath: str) -> None:
+        best = self.best
+        source = getattr(best, "_last_checkpoint_saved", "") if best is not None else ""
+        if (source and trainer.world_size == 1 and not self.save_weights_only
+                and getattr(best, "_last_global_step_saved", None) == trainer.global_step
+                and Path(source).is_file() and _link_atomically(source, filepath)):
+            self._last_global_step_saved = trainer.global_step
+            self._last_checkpoint_saved = filepath
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+            return
+        super()._save_checkpoint(trainer, filepath)
+
+
+def _link_atomically(source: Union[str, Path], path: Union[str, Path]) -> bool:
+    """Make ``path`` a hard link to ``source`` (a temporary link renamed over ``path``); ``False``
+    where hard links are not possible (then nothing changed)."""
+    import os
+    import secrets
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.part"  # cleared by remove_partial_files
+    try:
+        os.link(source, tmp)
+    except OSError:
+        return False
+    try:
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
 
 
 def remove_partial_files(folder: Union[str, Path]) -> None:

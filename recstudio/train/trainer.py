@@ -17,7 +17,7 @@ from recstudio.data.split import DataSplit
 from recstudio.model.base.config import portable_config
 from recstudio.train.distributed import (RunFolder, ShardedDataModule, check_distributed_support,
                                               epoch_mean_loss, ignore_reduced_metric_warnings, phase_results)
-from recstudio.train.checkpoint import AtomicCheckpointIO, ResumePlan
+from recstudio.train.checkpoint import AtomicCheckpointIO, LastCheckpoint, ResumePlan
 from recstudio.train.callbacks import (FlushLogsOnCheckpoint, ResumedCSVLogger,
                                                    ResumeState)
 from recstudio.reporting.epochs import EpochClock
@@ -77,16 +77,16 @@ def make_trainer(model, run_dir: Path, has_valid: bool, callbacks: Sequence[Call
     ignore_reduced_metric_warnings()
     callbacks = [EpochPrinter(), EpochClock(), ResumeState(cfg["early_stop_patience"]), FlushLogsOnCheckpoint(),
                  *callbacks]
-    # last.ckpt after every validation (every epoch without a valid phase), for resuming: Lightning's
-    # save_last writes it only when best.ckpt improves. After best, so that it holds best's state.
-    last = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
-                           enable_version_counter=False)
-    checkpoint = last
+    # last.ckpt after every validation (every epoch without a valid phase), for resuming; after best,
+    # so that it holds best's state (a hard link to best.ckpt when that was written at the same step)
+    best = None
     if has_valid:
-        checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=model.monitor,
-                                     mode=model.monitor_mode, save_top_k=1)
-        callbacks += [checkpoint, EarlyStopping(monitor=model.monitor, mode=model.monitor_mode,
-                                                patience=cfg["early_stop_patience"], check_on_train_epoch_end=False)]
+        best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=model.monitor,
+                               mode=model.monitor_mode, save_top_k=1)
+        callbacks += [best, EarlyStopping(monitor=model.monitor, mode=model.monitor_mode,
+                                          patience=cfg["early_stop_patience"], check_on_train_epoch_end=False)]
+    last = LastCheckpoint(best, dirpath=run_dir / "checkpoints", filename="last", save_top_k=1)
+    checkpoint = last if best is None else best
     callbacks.append(last)
     loggers = [CSVLogger(str(run_dir), name="", version="logs") if resumed_epoch is None
                else ResumedCSVLogger(str(run_dir), name="", version="logs", through_epoch=resumed_epoch)]

@@ -118,6 +118,25 @@ def test_every_type_builds_from_split_and_batches(small, name):
         assert sorted(cat(batches, ids_key).tolist()) == sorted(d.columns[ids_key].tolist())
 
 
+@pytest.mark.parametrize("name", sorted(DATASET_TYPES))
+@pytest.mark.parametrize("block_rows", [1, 20, 10 ** 6])
+def test_block_gathered_batches_equal_indexing_each_batch(small, name, block_rows, monkeypatch):
+    """The main-process loader gathers columns once per block of batches; every batch must equal
+    ``dataset[idx]`` of its own rows, key by key (blocks of one batch, of a few, of the whole epoch)."""
+    from recstudio.data.types import base
+    monkeypatch.setattr(base, "BLOCK_ROWS", block_rows)
+    d = DATASET_TYPES[name].from_split(small, "train", {"max_seq_len": 5, "num_neg": 2, "lr": 0.1, "embed_dim": 8})
+    loader = d.loader(7, seed=5)
+    for part in ([loader.users, loader.items] if name == "als" else [loader]):  # ALS: user rows, then item rows
+        batches = list(iter(part))
+        part.dataset.set_epoch(0)
+        expected = [part.dataset[idx] for idx in part.sampler._my_batches(0)]
+        assert len(batches) == len(expected) > 1
+        for got, want in zip(batches, expected):
+            assert got.keys() == want.keys()
+            assert all(torch.equal(got[k], want[k]) for k in want)
+
+
 def test_resident_device_and_to_device(small):
     tri = TripletDataset(small, num_neg=1, resident_device="cpu")
     assert all(v.device.type == "cpu" for v in tri.columns.values())

@@ -19,8 +19,8 @@ import recstudio
 from recstudio.commands.train import main as cli_main
 from recstudio.data import from_dataframe
 from recstudio.train import checkpoint as ckpt_module
-from recstudio.train.checkpoint import (AtomicCheckpointIO, capture_random_state, find_checkpoint,
-                                             resume_config, restore_random_state)
+from recstudio.train.checkpoint import (AtomicCheckpointIO, LastCheckpoint, capture_random_state, find_checkpoint,
+                                        resume_config, restore_random_state)
 from recstudio.model.registry import get_model
 from recstudio.utils.errors import ConfigError, DataError
 
@@ -30,14 +30,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI_ARGS = ["-d", "ml-100k", "--min_user_inter", "60", "--min_item_inter", "60", "--embed_dim", "8",
             "--epochs", "5", "--batch_size", "1024", "--early_stop_patience", "100"]
 
-#: the command line's main(), SIGKILL-ed halfway through writing epoch 2's last.ckpt
+#: the command line's main(), SIGKILL-ed halfway through writing epoch 2's first checkpoint (best.ckpt when
+#: the epoch improves, last.ckpt then being a hard link to it; last.ckpt otherwise)
 KILLED_MID_SAVE = """
 import io, os, signal, sys
 from pathlib import Path
 import torch
 real_save = torch.save
 def save_and_die(obj, f, *args, **kwargs):
-    if isinstance(f, (str, os.PathLike)) and Path(f).name.startswith(".last.ckpt.") and obj.get("epoch") == 2:
+    if isinstance(f, (str, os.PathLike)) and Path(f).name.startswith((".last.ckpt.", ".best.ckpt.")) and obj.get("epoch") == 2:
         buffer = io.BytesIO()
         real_save(obj, buffer)
         with open(f, "wb") as out:
@@ -76,7 +77,7 @@ def test_a_killed_cli_run_resumes_to_the_metrics_of_an_uninterrupted_run(tmp_pat
 
     run_dir = only_run(tmp_path / "killed")
     checkpoints = run_dir / "checkpoints"
-    assert list(checkpoints.glob(".last.ckpt.*.part"))                 # the save it died in
+    assert list(checkpoints.glob(".*.ckpt.*.part"))                    # the save it died in
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 1  # the one before, intact
     assert not (run_dir / "test_metrics.json").exists()
 
@@ -110,14 +111,14 @@ class Crash(Exception):
 
 
 def crash_after_saving(monkeypatch, epoch: int) -> None:
-    """Make the run raise right after writing ``last.ckpt`` of ``epoch``."""
-    real = AtomicCheckpointIO.save_checkpoint
+    """Make the run raise right after writing ``last.ckpt`` of ``epoch`` (in full or as a link to best.ckpt)."""
+    real = LastCheckpoint._save_checkpoint
 
-    def save(self, checkpoint, path, storage_options=None):
-        real(self, checkpoint, path, storage_options)
-        if Path(path).name == "last.ckpt" and checkpoint["epoch"] == epoch:
+    def save(self, trainer, filepath):
+        real(self, trainer, filepath)
+        if trainer.current_epoch == epoch:
             raise Crash()
-    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", save)
+    monkeypatch.setattr(LastCheckpoint, "_save_checkpoint", save)
 
 
 def train(model: str, data, run_dir: Path, **kw):
@@ -177,6 +178,24 @@ def test_an_early_stopped_run_is_only_tested_again(tmp_path, tiny):
     _, metrics = recstudio.run(resume=run, dataset=tiny, quiet=True)
     assert metrics == expected
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == stopped_at
+
+
+def test_last_checkpoint_links_best_when_both_are_written_at_one_step(tmp_path, tiny, monkeypatch):
+    """An improving validation writes best.ckpt once; last.ckpt becomes a hard link to it (no second
+    serialisation), and keeps that content when a later best.ckpt is renamed over its name."""
+    writes = []
+    real = AtomicCheckpointIO.save_checkpoint
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint",
+                        lambda self, ck, path, storage_options=None: (writes.append((Path(path).name, ck["epoch"])),
+                                                                      real(self, ck, path, storage_options)))
+    run, _ = train("BPR", tiny, tmp_path / "r", embed_dim=8, epochs=6)
+    log = pd.read_csv(run / "logs" / "metrics.csv").dropna(subset=["valid/mrr@10"])
+    improved = log["valid/mrr@10"].cummax().diff().fillna(1.0).gt(0).tolist()
+    assert [name for name, _ in writes] == [("best.ckpt" if up else "last.ckpt") for up in improved]
+    last, best = run / "checkpoints" / "last.ckpt", run / "checkpoints" / "best.ckpt"
+    assert last.samefile(best) == improved[-1]
+    assert torch.load(last, weights_only=True)["epoch"] == 5
+    assert torch.load(best, weights_only=True)["epoch"] == max(e for e, up in enumerate(improved) if up)
 
 
 # ---- atomic writes -----------------------------------------------------------------------------

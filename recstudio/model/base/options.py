@@ -34,6 +34,10 @@ TRAIN_OPTIONS: Dict[str, Option] = {
                            "ranking per target interaction, against every interaction before it (earlier targets "
                            "included), metrics averaged over targets; needs a temporal split (split_mode loo or "
                            "split_order time); see docs/metrics.md", choices=("set", "each")),
+    "eval_mask_history": Option(True, (bool,), "full ranking: mask the user's evaluation history (the interactions "
+                                "before the target) so that only new items are ranked; false for repeat consumption "
+                                "(re-listens, re-purchases, items revisited in a session, RepeatNet): every item is "
+                                "ranked and a target the user had before counts as a hit. See docs/metrics.md"),
     "eval_negatives": Option(100, (int,), "negatives per user for eval_protocol='sampled'"),
     "eval_negative_sampling": Option("uniform", (str,), "how eval_protocol='sampled' draws negatives",
                                      choices=("uniform", "popularity")),

@@ -90,6 +90,13 @@ class Recommender(InferenceMixin, EpochLossMixin, pl.LightningModule):
         if self.eval_task in ("rating", "ctr") and cfg.get("eval_targets", "set") != "set":  # seq-eval
             raise ConfigError(f"eval_targets={cfg['eval_targets']!r} is a ranking protocol; {self.model_name} is "
                               f"evaluated by {self.eval_task} metrics on the phase's rows. Use eval_targets='set'.")
+        if not cfg.get("eval_mask_history", True) and (self.eval_task in ("rating", "ctr")
+                                                        or cfg["eval_protocol"] == "sampled"):
+            what = (f"{self.model_name} is evaluated by {self.eval_task} metrics on the phase's rows"
+                    if self.eval_task in ("rating", "ctr") else
+                    "eval_protocol 'sampled' ranks each target against items the user never had")
+            raise ConfigError(f"eval_mask_history=false changes full ranking only; {what}. Use eval_protocol='full' "
+                              "(a ranking model) or leave eval_mask_history at true.")
         if self.eval_task in ("rating", "ctr"):
             names = list(cfg["metrics"])
             if self.eval_task == "ctr":
@@ -391,7 +398,8 @@ class Recommender(InferenceMixin, EpochLossMixin, pl.LightningModule):
             acc.add_sampled(batch, lambda b, ids: self.score_candidates(b, state, ids), self.meta.num_items,
                             batch_number)
         else:
-            _, ids = self.topk_items(batch, max(self.config["cutoffs"]))
+            _, ids = self.topk_items(batch, max(self.config["cutoffs"]),
+                                     exclude_history=self.config.get("eval_mask_history", True))
             acc.add_topk(batch, ids, self.meta.num_items)
 
     def topk_items(self, batch: Dict[str, torch.Tensor], k: int, exclude_history: bool = True):

@@ -121,8 +121,10 @@ class RepeatNet(SequentialRecommender):
     Departures: users' histories (the latest ``max_seq_len`` items) replace sessions; dropout sits where
     RecBole puts it (on the attention projections and on the explore logits; the paper does not say);
     the mode attention ignores padding (RecBole's attends to it); the mode loss is a mean over positions
-    (RecBole's broadcasts it over the batch); evaluation ranks all items with the history masked, so at
-    test time the repeat mode only shifts mass between modes (on ml-100k nobody re-rates a movie).
+    (RecBole's broadcasts it over the batch). Evaluation masks the history by default, so the repeat mode
+    then only shifts mass between modes (on ml-100k nobody re-rates a movie); on data with repeats
+    (``dedup: all``: re-listens, items revisited in a session) set ``eval_mask_history: false`` so that
+    the items the repeat mode recommends are ranked and a repeated target counts (docs/metrics.md).
 
     Args (config keys): ``embed_dim``, ``hidden_dim``, ``dropout``, ``joint_train``, ``max_seq_len``,
     ``item_feature_fields``; defaults in ``repeatnet.yaml`` (RecBole's: d 64, hidden 64, dropout 0.5,
