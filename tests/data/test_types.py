@@ -119,12 +119,12 @@ def test_every_type_builds_from_split_and_batches(small, name):
 
 
 @pytest.mark.parametrize("name", sorted(DATASET_TYPES))
-@pytest.mark.parametrize("block_rows", [1, 20, 10 ** 6])
-def test_block_gathered_batches_equal_indexing_each_batch(small, name, block_rows, monkeypatch):
+@pytest.mark.parametrize("block_bytes", [1, 2000, 10 ** 9])
+def test_block_gathered_batches_equal_indexing_each_batch(small, name, block_bytes, monkeypatch):
     """The main-process loader gathers columns once per block of batches; every batch must equal
     ``dataset[idx]`` of its own rows, key by key (blocks of one batch, of a few, of the whole epoch)."""
     from recstudio.data.types import base
-    monkeypatch.setattr(base, "BLOCK_ROWS", block_rows)
+    monkeypatch.setattr(base, "BLOCK_BYTES", block_bytes)
     d = DATASET_TYPES[name].from_split(small, "train", {"max_seq_len": 5, "num_neg": 2, "lr": 0.1, "embed_dim": 8})
     loader = d.loader(7, seed=5)
     for part in ([loader.users, loader.items] if name == "als" else [loader]):  # ALS: user rows, then item rows

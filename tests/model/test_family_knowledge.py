@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -162,8 +163,41 @@ def test_kg_options_are_checked():
         recstudio.get_model("KGAT")(gradient_clip=1.0)
 
 
+@torch.no_grad()
+def test_kg_epoch_batches_visit_every_triple_once_in_a_seeded_order(kg_split):
+    model = built("KGAT", kg_split, layers=[8], kg_schedule="epochs", kg_batch_size=7)
+    ctx = model.meta
+    batches = list(model.kg_epoch_batches())
+    assert [len(b["head"]) for b in batches[:-1]] == [7] * (len(batches) - 1) and 1 <= len(batches[-1]["head"]) <= 7
+    seen = sorted(t for b in batches for t in zip(b["head"].tolist(), b["relation"].tolist(), b["pos_tail"].tolist()))
+    assert seen == sorted(zip(ctx.kg_head.tolist(), ctx.kg_relation.tolist(), ctx.kg_tail.tolist()))
+    assert all(bool((b["neg_tail"] != b["pos_tail"]).all()) for b in batches)
+    again = list(built("KGAT", kg_split, layers=[8], kg_schedule="epochs", kg_batch_size=7).kg_epoch_batches())
+    assert all(torch.equal(a["head"], b["head"]) and torch.equal(a["neg_tail"], b["neg_tail"]) for a, b in zip(batches, again))
+    assert not torch.equal(torch.cat([b["head"] for b in batches]), torch.cat([b["head"] for b in model.kg_epoch_batches()]))
+
+
+def test_the_epochs_schedule_runs_one_kg_pass_after_each_cf_epoch(tmp_path, kg_split, monkeypatch):
+    from recstudio.model.zoo.kg.kgat import KGAT
+    calls = []
+    real_kg, real_refresh = KGAT.kg_loss, KGAT.refresh_attention
+    monkeypatch.setattr(KGAT, "kg_loss", lambda self, kg: (calls.append(("kg", len(kg["head"]))), real_kg(self, kg))[1])
+    monkeypatch.setattr(KGAT, "refresh_attention", lambda self: (calls.append(("refresh", 0)), real_refresh(self))[1])
+    model = recstudio.get_model("KGAT")(**FAST, layers=[8], kg_schedule="epochs", epochs=2,
+                                        run_dir=str(tmp_path))
+    model.fit(kg_split)
+    triples = len(model.meta.kg_head)
+    per_epoch = -(-triples // 16)
+    assert [c for c in calls if c[0] == "refresh"] == [("refresh", 0)] * 2
+    first = calls[:calls.index(("refresh", 0))]
+    assert len(first) == per_epoch and sum(n for _, n in first) == triples  # the whole KG, then the refresh
+    log = pd.read_csv(next(tmp_path.glob("*/logs/metrics.csv")))
+    assert log["train/kg_loss"].notna().sum() == 2 and log["train/loss"].notna().sum() == 2
+
+
 # ---- training, checkpoints ---------------------------------------------------------------------------
 @pytest.mark.parametrize("name,extra", [("CKE", {}), ("KGAT", {"layers": [8, 4]}),
+                                        ("KGAT", {"layers": [8], "kg_schedule": "epochs"}),
                                         ("KGAT", {"layers": [8], "kg_schedule": "joint", "aggregator": "gcn"})])
 def test_trains_and_save_load_gives_identical_scores_without_the_dataset(tmp_path, name, extra):
     folder = write_kg_folder(tmp_path / "kgdata")

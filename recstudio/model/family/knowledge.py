@@ -14,9 +14,14 @@ How the two losses meet (``kg_schedule``):
 
 - ``joint``: one optimizer step per batch on ``rec_loss + kg_weight * kg_loss`` (CKE).
 - ``alternating``: per batch, one optimizer step on the rec loss, then one on ``kg_weight * kg_loss``
-  (Lightning manual optimisation; KGAT's official code alternates a whole CF epoch and a whole KG epoch,
-  here the two phases interleave batch by batch with as many KG batches as interaction batches).
-  Learning-rate schedulers are stepped once per epoch; ``gradient_clip`` is not available.
+  (Lightning manual optimisation: the two phases interleave batch by batch, with as many KG batches of
+  ``kg_batch_size`` triples, drawn with replacement, as interaction batches).
+- ``epochs``: a whole CF epoch (one step on the rec loss per interaction batch), then a whole KG epoch: every
+  triple once, in a random order, in batches of ``kg_batch_size``, one step on ``kg_weight * kg_loss`` each,
+  with the same optimizer (:meth:`kg_epoch`; the schedule of KGAT's official code and of RecBole's
+  ``KGATTrainer``), run after the epoch's last interaction batch, before validation.
+  With both manual schedules learning-rate schedulers are stepped once per epoch; ``gradient_clip`` is not
+  available.
 
 Hooks a model overrides:
 
@@ -39,7 +44,7 @@ Example:
     ...     def kg_loss(self, kg):
     ...         return self.kg_triple_loss(self.scorer, self.entity, kg)
 """
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import torch
 
@@ -53,14 +58,16 @@ KG_HELP = {
     **TOWER_HELP,
     "kg_embed_dim": "size of the relation vectors (TransR's relation space)",
     "kg_weight": "weight of the knowledge-graph loss against the recommendation loss",
-    "kg_batch_size": "KG triples drawn for each training batch of interactions",
-    "kg_schedule": "'joint' (one step on rec + kg_weight * kg loss) or 'alternating' (a rec step, then a KG step)",
+    "kg_batch_size": "KG triples per KG batch: drawn for each batch of interactions, or (kg_schedule 'epochs') the "
+                     "batches of the KG epoch",
+    "kg_schedule": "'joint' (one step on rec + kg_weight * kg loss), 'alternating' (a rec step, then a KG step) or "
+                   "'epochs' (a CF epoch, then a KG epoch over every triple)",
     "kg_loss": "KG loss on the scores of true vs corrupted triples: 'bpr' (-ln sigma(pos - neg)) or 'margin'",
     "kg_margin": "margin of kg_loss 'margin' (max(0, margin - pos + neg))",
     "reg_weight": "weight of the L2 norm (RecBole's EmbLoss) of the batch's user / item vectors",
     "kg_reg_weight": "weight of the L2 norm (RecBole's EmbLoss) of the batch's projected triple vectors",
 }
-SCHEDULES = ("joint", "alternating")
+SCHEDULES = ("joint", "alternating", "epochs")
 
 
 class KnowledgeRecommender(TwoTowerRecommender):
@@ -84,11 +91,11 @@ class KnowledgeRecommender(TwoTowerRecommender):
             raise ConfigError(f"kg_loss must be 'bpr' or 'margin', got {self.cfg('kg_loss')!r}.")
         if int(self.cfg("kg_batch_size", 1)) < 1:
             raise ConfigError(f"kg_batch_size must be >= 1, got {self.cfg('kg_batch_size')!r}.")
-        if schedule == "alternating":
+        if schedule in ("alternating", "epochs"):
             if self.config.get("gradient_clip") is not None:
-                raise ConfigError(f"{type(self).__name__} with kg_schedule 'alternating' takes two optimizer steps "
-                                  "per batch (manual optimisation), where Lightning cannot clip gradients; remove "
-                                  "gradient_clip or use kg_schedule 'joint'.")
+                raise ConfigError(f"{type(self).__name__} with kg_schedule {schedule!r} takes separate CF and KG "
+                                  "optimizer steps (manual optimisation), where Lightning cannot clip gradients; "
+                                  "remove gradient_clip or use kg_schedule 'joint'.")
             self.automatic_optimization = False
 
     # ---- data ---------------------------------------------------------------------------------
@@ -116,6 +123,35 @@ class KnowledgeRecommender(TwoTowerRecommender):
         shift = torch.randint(1, m, (size,), generator=self._kg_generator).to(pos.device)
         neg = (pos - 1 + shift) % m + 1  # uniform over 1..m without pos
         return {"head": head, "relation": rel, "pos_tail": pos, "neg_tail": neg}
+
+    def kg_epoch_batches(self, size: Optional[int] = None) -> Iterator[Dict[str, torch.Tensor]]:
+        """Every triple once, in a random order (from the KG generator), in batches of ``size`` (default
+        ``kg_batch_size``) shaped as :meth:`sample_kg_batch`'s, each with fresh corrupted tails."""
+        size = int(size or self.cfg("kg_batch_size"))
+        order = torch.randperm(len(self.kg_head), generator=self._kg_generator).to(self.kg_head.device)
+        m = self.meta.num_entities - 1
+        if m < 2:
+            raise ConfigError("corrupting KG tails needs at least two entities.")
+        for start in range(0, len(order), size):
+            idx = order[start:start + size]
+            pos = self.kg_tail[idx]
+            shift = torch.randint(1, m, (len(idx),), generator=self._kg_generator).to(pos.device)
+            yield {"head": self.kg_head[idx], "relation": self.kg_relation[idx], "pos_tail": pos,
+                   "neg_tail": (pos - 1 + shift) % m + 1}
+
+    def kg_epoch(self) -> float:
+        """The KG epoch of ``kg_schedule: epochs``: one optimizer step on ``kg_weight * kg_loss`` per batch of
+        :meth:`kg_epoch_batches`; returns the mean KG loss (logged as ``train/kg_loss``)."""
+        opt, weight, total, count = self.optimizers(), float(self.cfg("kg_weight")), 0.0, 0
+        for kg_batch in self.kg_epoch_batches():
+            loss = weight * self.kg_loss(kg_batch)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            total, count = total + float(loss.detach()), count + 1
+        mean = total / max(count, 1)
+        self.log("train/kg_loss", mean, on_step=False, on_epoch=True, batch_size=1, sync_dist=True)
+        return mean
 
     # ---- losses -------------------------------------------------------------------------------
     def kg_loss(self, kg_batch: Dict[str, torch.Tensor]) -> torch.Tensor:
@@ -169,16 +205,24 @@ class KnowledgeRecommender(TwoTowerRecommender):
         opt.zero_grad()
         self.manual_backward(rec)
         opt.step()
-        kg = float(self.cfg("kg_weight")) * self.kg_loss(self.sample_kg_batch())
-        opt.zero_grad()
-        self.manual_backward(kg)
-        opt.step()
-        total = (rec + kg).detach()
+        total = rec.detach()
+        if self.cfg("kg_schedule") == "alternating":
+            kg = float(self.cfg("kg_weight")) * self.kg_loss(self.sample_kg_batch())
+            opt.zero_grad()
+            self.manual_backward(kg)
+            opt.step()
+            total = total + kg.detach()
         self._loss_sum += float(total)
         self._loss_count += 1
         self.log("train/loss", total, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=self._batch_size(batch), sync_dist=True)
         return None
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        super().on_train_batch_end(outputs, batch, batch_idx)
+        if (self.cfg("kg_schedule") == "epochs" and self._trainer is not None
+                and batch_idx + 1 == self.trainer.num_training_batches):
+            self.kg_epoch()  # after the epoch's last interaction batch, before validation
 
     def on_train_epoch_end(self):
         if not self.automatic_optimization:  # manual optimisation: schedulers are stepped here, once per epoch
