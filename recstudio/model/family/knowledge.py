@@ -113,42 +113,34 @@ class KnowledgeRecommender(TwoTowerRecommender):
         ``{head, relation, pos_tail, neg_tail}`` ``[size]`` on the model's device, ``neg_tail`` uniform over
         the entities ``1..num_entities-1`` other than ``pos_tail`` (exactly: a draw among the others)."""
         size = int(size or self.cfg("kg_batch_size"))
-        n = len(self.kg_head)
-        idx = torch.randint(n, (size,), generator=self._kg_generator)
-        idx = idx.to(self.kg_head.device)
-        head, rel, pos = self.kg_head[idx], self.kg_relation[idx], self.kg_tail[idx]
-        m = self.meta.num_entities - 1  # real entities 1..m
-        if m < 2:
-            raise ConfigError("corrupting KG tails needs at least two entities.")
-        shift = torch.randint(1, m, (size,), generator=self._kg_generator).to(pos.device)
-        neg = (pos - 1 + shift) % m + 1  # uniform over 1..m without pos
-        return {"head": head, "relation": rel, "pos_tail": pos, "neg_tail": neg}
+        idx = torch.randint(len(self.kg_head), (size,), generator=self._kg_generator)
+        return self._corrupted_triples(idx.to(self.kg_head.device))
 
     def kg_epoch_batches(self, size: Optional[int] = None) -> Iterator[Dict[str, torch.Tensor]]:
         """Every triple once, in a random order (from the KG generator), in batches of ``size`` (default
         ``kg_batch_size``) shaped as :meth:`sample_kg_batch`'s, each with fresh corrupted tails."""
         size = int(size or self.cfg("kg_batch_size"))
         order = torch.randperm(len(self.kg_head), generator=self._kg_generator).to(self.kg_head.device)
-        m = self.meta.num_entities - 1
+        for start in range(0, len(order), size):
+            yield self._corrupted_triples(order[start:start + size])
+
+    def _corrupted_triples(self, idx: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """The triples ``idx`` as ``{head, relation, pos_tail, neg_tail}``, ``neg_tail`` drawn uniformly over
+        the entities ``1..num_entities-1`` other than ``pos_tail`` (exactly: a draw among the others)."""
+        pos = self.kg_tail[idx]
+        m = self.meta.num_entities - 1  # real entities 1..m
         if m < 2:
             raise ConfigError("corrupting KG tails needs at least two entities.")
-        for start in range(0, len(order), size):
-            idx = order[start:start + size]
-            pos = self.kg_tail[idx]
-            shift = torch.randint(1, m, (len(idx),), generator=self._kg_generator).to(pos.device)
-            yield {"head": self.kg_head[idx], "relation": self.kg_relation[idx], "pos_tail": pos,
-                   "neg_tail": (pos - 1 + shift) % m + 1}
+        shift = torch.randint(1, m, (len(idx),), generator=self._kg_generator).to(pos.device)
+        return {"head": self.kg_head[idx], "relation": self.kg_relation[idx], "pos_tail": pos,
+                "neg_tail": (pos - 1 + shift) % m + 1}  # uniform over 1..m without pos
 
     def kg_epoch(self) -> float:
         """The KG epoch of ``kg_schedule: epochs``: one optimizer step on ``kg_weight * kg_loss`` per batch of
         :meth:`kg_epoch_batches`; returns the mean KG loss (logged as ``train/kg_loss``)."""
         opt, weight, total, count = self.optimizers(), float(self.cfg("kg_weight")), 0.0, 0
         for kg_batch in self.kg_epoch_batches():
-            loss = weight * self.kg_loss(kg_batch)
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
-            total, count = total + float(loss.detach()), count + 1
+            total, count = total + float(self._manual_step(opt, weight * self.kg_loss(kg_batch))), count + 1
         mean = total / max(count, 1)
         self.log("train/kg_loss", mean, on_step=False, on_epoch=True, batch_size=1, sync_dist=True)
         return mean
@@ -201,22 +193,21 @@ class KnowledgeRecommender(TwoTowerRecommender):
         if self.automatic_optimization:
             return super().training_step(batch, batch_idx)
         opt = self.optimizers()
-        rec = self.rec_loss(batch)
-        opt.zero_grad()
-        self.manual_backward(rec)
-        opt.step()
-        total = rec.detach()
+        total = self._manual_step(opt, self.rec_loss(batch))
         if self.cfg("kg_schedule") == "alternating":
-            kg = float(self.cfg("kg_weight")) * self.kg_loss(self.sample_kg_batch())
-            opt.zero_grad()
-            self.manual_backward(kg)
-            opt.step()
-            total = total + kg.detach()
+            total = total + self._manual_step(opt, float(self.cfg("kg_weight")) * self.kg_loss(self.sample_kg_batch()))
         self._loss_sum += float(total)
         self._loss_count += 1
         self.log("train/loss", total, on_step=False, on_epoch=True, prog_bar=True,
                  batch_size=self._batch_size(batch), sync_dist=True)
         return None
+
+    def _manual_step(self, opt, loss: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on ``loss`` (manual optimisation); returns it detached."""
+        opt.zero_grad()
+        self.manual_backward(loss)
+        opt.step()
+        return loss.detach()
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         super().on_train_batch_end(outputs, batch, batch_idx)
