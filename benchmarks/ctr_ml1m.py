@@ -8,7 +8,11 @@ seeded); pointwise BCE, embedding 10, Adam 1e-3, batch 2048, early stop on valid
 ``--epochs`` epochs), test AUC / logloss (global, over all test rows) of the best validation checkpoint, one
 thread. The behaviour-sequence models (DIN, DIEN, BST) also read each row's history: the last 50 movies the
 user rated before the row, in time order (every rating, whatever its label or phase; ties in time in file
-order), exactly as RecStudio's ``history_before`` builds it.
+order), exactly as RecStudio's ``history_before`` builds it. The multi-task models (SharedBottom, MMoE, PLE,
+ESMM, AITM; RecBole has none: ``--side ours``) learn two labels of the same rows, like = rating >= 4 and
+love = rating = 5 (their YAML's default ``tasks``; love implies like, the click-then-conversion shape ESMM and
+AITM model), early stop on the mean valid AUC of the two tasks, and report each metric per task
+(``auc@like``, ``auc@love``) beside the mean (``auc``).
 
 RecStudio splits the data; the three phases are written as RecBole benchmark files (original ids, columns
 ``user_id``, ``item_id``, ``label`` and, for the sequence models, ``item_id_list``), with ``ml1mctr.user``
@@ -36,6 +40,7 @@ same epoch cap; with ``--side none`` nothing is trained (the entry is written fr
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -50,6 +55,9 @@ from benchmarks.side_by_side import OURS_JOB, RECBOLE_JOB, commit, link_ml1m, pa
 
 NAME = "ml1mctr"
 SEQ_MODELS = {"DIN", "DIEN", "BST"}
+#: the multi-task models: two labels from the same rows, like = rating >= 4 and love = rating = 5 (their YAML's
+#: default ``tasks``), metrics per task (``auc@like``) and their mean (``auc``); RecBole 1.2.1 has none of them
+MULTITASK_MODELS = {"SharedBottom", "MMoE", "PLE", "ESMM", "AITM"}
 #: our name -> RecBole 1.2.1's, for the models RecBole has (context-aware, plus DIN among its sequential models)
 RECBOLE_NAMES = {m: m for m in ("LR", "FM", "FFM", "FwFM", "FNN", "NFM", "AFM", "DeepFM", "WideDeep", "DCN",
                                 "xDeepFM", "AutoInt", "FiGNN", "EulerNet", "DIN")} | {"IPNN": "PNN", "DCNv2": "DCNV2"}
@@ -64,6 +72,11 @@ PROTOCOL = ("ml-1m, all 1,000,209 ratings, label rating >= 4; fields user id, ge
 OURS_PROTOCOL = {"label_threshold": 4, "feature_fields": ["user_id", *USER_FIELDS, "item_id", *ITEM_FIELDS],
                  "embed_dim": 10, "learning_rate": 0.001, "batch_size": 2048, "early_stop_metric": "auc",
                  "early_stop_patience": 2, "metrics": ["auc", "gauc", "logloss"]}
+MULTITASK_PROTOCOL = ("ml-1m, all 1,000,209 ratings, two labels: like = rating >= 4, love = rating = 5 (a subset "
+                      "of like); fields user id, gender, age, occupation, zip code, movie id, genres, release year; "
+                      "per-user random 8:1:1 (seeded); embedding 10, Adam 1e-3, batch 2048, early stop on valid auc "
+                      "(the mean of the two tasks; patience 2); test auc / logloss (global) per task and their mean "
+                      "of the best checkpoint")
 RECBOLE_PROTOCOL = {"load_col": {"inter": ["user_id", "item_id", "label"], "user": ["user_id", *USER_FIELDS],
                                  "item": ["item_id", *ITEM_FIELDS]},
                     "LABEL_FIELD": "label", "train_neg_sample_args": None, "embedding_size": 10,
@@ -175,7 +188,7 @@ def run_job(python: str, script: str, spec: dict, cwd: Path, log: Path, env_extr
     if out.returncode != 0 or not line:
         raise RuntimeError(f"{spec['model']} failed (seed {spec['seed']}, exit {out.returncode}); see {log}")
     res = json.loads(line[-1][len("RESULT "):])
-    res["test"] = {k: round(float(v), 4) for k, v in res["test"].items() if k in ("auc", "gauc", "logloss")}
+    res["test"] = {k: round(float(v), 4) for k, v in res["test"].items() if k.split("@")[0] in ("auc", "gauc", "logloss")}
     res.pop("config", None)
     return res
 
@@ -190,9 +203,9 @@ def _latest(records, model: str, side: str, cap: int, overrides: dict):
 
 def _capped(protocol: str, cap: int) -> str:
     if cap == 1:
-        return protocol.replace("early stop on valid auc (patience 2); test auc / logloss (global) of the best "
-                                "checkpoint", "one epoch (the 1-epoch cap: no early stop); test auc / logloss (global)")
-    return protocol.replace("(patience 2)", f"(patience 2, at most {cap} epochs)")
+        return re.sub(r"early stop on valid auc \([^)]*patience 2\); (test auc / logloss \(global\)[^;]*?) of the best "
+                      r"checkpoint", r"one epoch (the 1-epoch cap: no early stop); \1", protocol)
+    return protocol.replace("patience 2)", f"patience 2, at most {cap} epochs)")
 
 
 def yaml_entry(model: str, records, cap: int, load: str = "", ours_overrides=None, recbole_overrides=None,
@@ -203,12 +216,13 @@ def yaml_entry(model: str, records, cap: int, load: str = "", ours_overrides=Non
     if ours is None:
         raise SystemExit(f"no RecStudio {model} record with a {cap}-epoch cap in results.jsonl: run it first.")
     o = ours["ours"]
-    test = ", ".join(f"{k}: {o['test'][k]}" for k in ("auc", "gauc", "logloss") if k in o["test"])
+    test = ", ".join(f"{k}: {v}" for k, v in sorted(o["test"].items(), key=lambda kv: (kv[0].count("@"), kv[0])))
     flags = " ".join([f"--ours {k}={v}" for k, v in ours.get("ours_overrides", {}).items()]
                      + [f"--recbole {k}={v}" for k, v in (rb or {}).get("recbole_overrides", {}).items()])
     cmd = f"OMP_NUM_THREADS=1 python benchmarks/ctr_ml1m.py --model {model} --epochs {cap}" + (f" {flags}" if flags else "")
+    protocol = MULTITASK_PROTOCOL if model in MULTITASK_MODELS else PROTOCOL
     lines = ["  ml-1m-ctr:",
-             f"    protocol: \"{_capped(PROTOCOL, cap)} "
+             f"    protocol: \"{_capped(protocol, cap)} "
              "(benchmarks/ctr_ml1m.py)\"",
              f"    test: {{{test}}}", f"    seeds: [{ours['seed']}]"]
     if rb is not None:
@@ -289,16 +303,20 @@ def main(argv=None) -> int:
     from recstudio.data import load_dataset
     model_name = recstudio.get_model(args.model).model_name
     sequences = model_name in SEQ_MODELS
+    multitask = model_name in MULTITASK_MODELS
+    if multitask and args.side in ("both", "recbole"):
+        raise SystemExit(f"RecBole 1.2.1 has no multi-task model like {model_name}: run with --side ours.")
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     work = args.work
     link_ml1m(args.ml1m_raw, work)
     data_keys = {**DATA_KEYS, "data_dir": str(work)}
     stamp = time.strftime("%H%M%S")
-    result = {"model": model_name, "dataset": "ml-1m-ctr", "protocol": PROTOCOL, "seed": args.seed,
+    result = {"model": model_name, "dataset": "ml-1m-ctr", "protocol": MULTITASK_PROTOCOL if multitask else PROTOCOL, "seed": args.seed,
               "threads": threads, "commit": commit(), "date": time.strftime("%Y-%m-%d"), "epoch_cap": args.epochs}
     if args.side in ("both", "ours"):
         spec = {"dataset": "ml-1m", "data_keys": data_keys, "seed": args.seed, "model": model_name, "threads": threads,
-                "overrides": {**OURS_PROTOCOL, "epochs": args.epochs, **parse_pairs(args.ours)},
+                "overrides": {**{k: v for k, v in OURS_PROTOCOL.items() if not (multitask and k == "label_threshold")},
+                              "epochs": args.epochs, **parse_pairs(args.ours)},
                 "run_dir": str(work / "runs" / f"ours-{model_name}-{args.seed}-{stamp}")}
         result["ours"] = run_job(sys.executable, OURS_JOB, spec, ROOT, work / f"ours-{model_name}-{stamp}.log")
         result["ours_overrides"] = parse_pairs(args.ours)

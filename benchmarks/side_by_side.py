@@ -29,6 +29,14 @@ RecBole runs in its own virtual environment; its interpreter is ``--recbole-pyth
     .venv-recbole/bin/pip install torch==2.13.0
     .venv-recbole/bin/pip install recbole==1.2.1 "numpy<2" "scipy<1.13" "setuptools>=77.0.3,<81" hyperopt==0.2.5
 
+For the graph models RecBole 1.2.1 lacks, ``--recbole-gnn FOLDER`` runs RecBole-GNN (github.com/RUCAIBox/RecBole-GNN,
+the folder holding its ``recbole_gnn`` package; its commit from git or a ``COMMIT`` file there) on the same venv
+with ``torch_geometric`` added (``.venv-recbole/bin/pip install torch_geometric``). torch_sparse has no wheel for
+this torch: when it is missing, the job puts a stub in its place that refuses ``SparseTensor``, and RecBole-GNN
+then takes its ``edge_index`` message-passing path (same results, slower)::
+
+    OMP_NUM_THREADS=1 python benchmarks/side_by_side.py --model SimGCL --recbole-gnn ../RecBole-GNN
+
 Usage::
 
     OMP_NUM_THREADS=1 python benchmarks/side_by_side.py --model ItemKNN --seeds 2022
@@ -106,9 +114,21 @@ RECBOLE_JOB = r'''
 import json, resource, sys, time
 t0 = time.perf_counter()
 import torch
-from recbole.quick_start import run_recbole
-import recbole.trainer.trainer as tr
 spec = json.loads(sys.argv[1])
+if spec.get("gnn"):
+    try:
+        import torch_sparse  # noqa: F401
+    except ImportError:  # no wheel for this torch: a stub that refuses SparseTensor sends RecBole-GNN down its edge_index path
+        import types
+        stub = types.ModuleType("torch_sparse")
+        def _absent(*args, **kwargs):
+            raise RuntimeError("torch_sparse is not installed")
+        stub.matmul = _absent
+        sys.modules["torch_sparse"] = stub
+    from recbole_gnn.quick_start import run_recbole_gnn as run_recbole
+else:
+    from recbole.quick_start import run_recbole
+import recbole.trainer.trainer as tr
 torch.set_num_threads(int(spec["threads"]))
 info = {"epochs": 0, "train_seconds": 0.0}
 _epoch = tr.Trainer._train_epoch
@@ -177,6 +197,28 @@ def link_ml1m(raw: Path, data_dir: Path) -> None:
             (dest / name).symlink_to((raw / name).resolve())
 
 
+def reusable_reference(path: Path, model: str, library: str, seeds, overrides: dict):
+    """The per-seed reference runs of the measurement saved at ``path`` when it ran ``model`` of ``library``
+    with exactly these ``seeds`` and ``overrides``; else None."""
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    if ("recbole" not in saved or saved.get("recbole_model") != model or saved.get("seeds") != list(seeds)
+            or saved.get("recbole_library", "RecBole 1.2.1") != library or saved.get("recbole_overrides", {}) != overrides):
+        return None
+    return saved["recbole"]["runs"]
+
+
+def gnn_version(folder: Path) -> str:
+    """The RecBole-GNN checkout's commit (``git rev-parse``, else a ``COMMIT`` file in the folder), else 'checkout'."""
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, cwd=str(folder))
+    if top.returncode == 0 and Path(top.stdout.strip()).resolve() == folder.resolve():
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=str(folder))
+        return out.stdout.strip()
+    stamp = folder / "COMMIT"
+    return stamp.read_text().strip()[:7] if stamp.is_file() else "checkout"
+
+
 def commit() -> str:
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=str(ROOT))
     return out.stdout.strip() or "unknown"
@@ -197,11 +239,18 @@ def main(argv=None) -> int:
     p.add_argument("--ours", nargs="*", default=[], metavar="KEY=VALUE", help="our config overrides")
     p.add_argument("--recbole", nargs="*", default=[], metavar="KEY=VALUE", help="RecBole config overrides")
     p.add_argument("--no-recbole", action="store_true", help="ours only (RecBole lacks the model)")
+    p.add_argument("--recbole-gnn", type=Path, default=None, metavar="FOLDER",
+                   help="run the reference side with RecBole-GNN (the folder holding its recbole_gnn package) on "
+                        "the RecBole venv (with torch_geometric installed): for the models RecBole 1.2.1 lacks and "
+                        "RecBole-GNN has (SimGCL, XSimGCL, LightGCL, DirectAU, HMLET)")
     p.add_argument("--recbole-python", default=os.environ.get("RECBOLE_PYTHON",
                                                               str(ROOT / ".venv-recbole" / "bin" / "python")))
     p.add_argument("--ml1m-raw", type=Path, default=ROOT.parent / "shared" / "datasets" / "ml-1m")
     p.add_argument("--data-dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--no-save", action="store_true", help="do not write docs/cards/<Model>/<dataset>.json")
+    p.add_argument("--reuse-reference", action="store_true",
+                   help="take the reference side from the saved measurement when it ran the same reference model, "
+                        "library, seeds and overrides (re-measure ours only, e.g. at other settings)")
     p.add_argument("--note", default=None, help="a note stored with the measurement (why a setting differs)")
     args = p.parse_args(argv)
     if not args.no_recbole and not Path(args.recbole_python).exists():
@@ -211,6 +260,11 @@ def main(argv=None) -> int:
     import recstudio
     from recstudio.data import load_dataset
     model_name = recstudio.get_model(args.model).model_name  # the registered spelling
+    gnn = args.recbole_gnn
+    if gnn is not None and not (gnn / "recbole_gnn" / "quick_start.py").is_file():
+        raise SystemExit(f"no recbole_gnn package in {gnn}: pass the folder of a RecBole-GNN checkout "
+                         "(github.com/RUCAIBox/RecBole-GNN) that holds recbole_gnn/.")
+    library = "RecBole 1.2.1" if gnn is None else f"RecBole-GNN {gnn_version(gnn)} on RecBole 1.2.1"
     card = DATASETS[args.dataset]
     ours_overrides = {**OURS_PROTOCOL, "epochs": 300, **parse_pairs(args.ours)}
     recbole_config = {**RECBOLE_PROTOCOL, "epochs": 300, **parse_pairs(args.recbole)}
@@ -222,6 +276,10 @@ def main(argv=None) -> int:
         data_keys["data_dir"] = str(work)
     ds = load_dataset(card["name"], **data_keys)
     mine, theirs = [], []
+    reused = reusable_reference(CARDS / model_name / f"{args.dataset}.json", args.recbole_model or args.model,
+                                library, args.seeds, parse_pairs(args.recbole)) if args.reuse_reference else None
+    if args.reuse_reference and reused is None:
+        print("no saved reference runs with the same model, library, seeds and overrides: running them", flush=True)
     for seed in args.seeds:
         split = ds.split(seed=seed)
         data_path = work / f"seed{seed}"
@@ -230,17 +288,22 @@ def main(argv=None) -> int:
                 "overrides": ours_overrides, "threads": threads, "run_dir": str(work / f"runs-{args.model}-{seed}")}
         mine.append(run_job(sys.executable, OURS_JOB, spec, ROOT))
         print(f"seed {seed} RecStudio {args.model}: {fmt(mine[-1])}", flush=True)
-        if not args.no_recbole:
+        if reused is not None:
+            theirs.append(reused[args.seeds.index(seed)])
+            print(f"seed {seed} {library} {args.recbole_model or args.model} (saved): {fmt(theirs[-1])}", flush=True)
+        elif not args.no_recbole:
             spec = {"data_path": str(data_path), "name": card["recbole_name"], "seed": seed, "threads": threads,
-                    "model": args.recbole_model or args.model, "config": recbole_config}
-            theirs.append(run_job(args.recbole_python, RECBOLE_JOB, spec, data_path,
-                                  {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}))
-            print(f"seed {seed} RecBole {spec['model']}: {fmt(theirs[-1])}", flush=True)
+                    "model": args.recbole_model or args.model, "config": recbole_config, "gnn": gnn is not None}
+            env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+            if gnn is not None:
+                env["PYTHONPATH"] = os.pathsep.join([str(gnn.resolve())] + [x for x in [os.environ.get("PYTHONPATH")] if x])
+            theirs.append(run_job(args.recbole_python, RECBOLE_JOB, spec, data_path, env))
+            print(f"seed {seed} {library} {spec['model']}: {fmt(theirs[-1])}", flush=True)
     result = {"model": model_name, "dataset": args.dataset, "protocol": card["protocol"], "seeds": args.seeds,
               "threads": threads, "commit": commit(), "date": time.strftime("%Y-%m-%d"), "note": args.note,
               "ours": aggregate(mine), "ours_overrides": parse_pairs(args.ours)}
     if theirs:
-        result.update(recbole_model=args.recbole_model or args.model, recbole=aggregate(theirs),
+        result.update(recbole_model=args.recbole_model or args.model, recbole_library=library, recbole=aggregate(theirs),
                       recbole_overrides=parse_pairs(args.recbole))
         result["ratio"] = {k: result["ours"]["mean"][k] / v for k, v in result["recbole"]["mean"].items()
                            if k in result["ours"]["mean"] and v}

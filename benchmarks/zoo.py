@@ -8,6 +8,7 @@ For each model, the card settings come from its YAML ``card`` section::
       seeds: [2022, 2023, 2024]   # default [2022]
       ours: {k: 100}              # our overrides on the card (the YAML defaults otherwise)
       recbole: {k: 100}           # RecBole's overrides
+      recbole_gnn: true           # the reference side is RecBole-GNN (needs --recbole-gnn); default false
 
 (else from the model's last measurement in ``docs/cards/<Model>/<dataset>.json``, else RecBole's model of the
 same name with both libraries' defaults). Each measurement is ``benchmarks/side_by_side.py`` (same split files,
@@ -46,10 +47,11 @@ def card_settings(name: str) -> dict:
     card.setdefault("seeds", last.get("seeds", [2022]) if last else [2022])
     card.setdefault("ours", last.get("ours_overrides", {}))
     card.setdefault("recbole", last.get("recbole_overrides", {}))
+    card.setdefault("recbole_gnn", str(last.get("recbole_library", "")).startswith("RecBole-GNN"))
     return card
 
 
-def measure(name: str, dataset: str, card: dict, recbole_python) -> bool:
+def measure(name: str, dataset: str, card: dict, recbole_python, recbole_gnn=None) -> bool:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "side_by_side.py"), "--model", name, "--dataset", dataset,
            "--seeds", *map(str, card["seeds"])]
     if card["recbole_model"]:
@@ -62,6 +64,11 @@ def measure(name: str, dataset: str, card: dict, recbole_python) -> bool:
         cmd += ["--recbole", *(f"{k}={json.dumps(v)}" for k, v in card["recbole"].items())]
     if recbole_python:
         cmd += ["--recbole-python", recbole_python]
+    if card["recbole_model"] and card.get("recbole_gnn"):
+        if not recbole_gnn:
+            print(f"== {name} on {dataset}: its reference is RecBole-GNN; pass --recbole-gnn <checkout>", flush=True)
+            return False
+        cmd += ["--recbole-gnn", str(recbole_gnn)]
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
     tail = [x for x in out.stdout.splitlines() if not x.startswith("RESULT ")]
@@ -79,6 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--missing-only", action="store_true", help="skip cards already measured")
     p.add_argument("--render-only", action="store_true", help="only re-render the cards and plots")
     p.add_argument("--recbole-python", default=None)
+    p.add_argument("--recbole-gnn", default=None, help="a RecBole-GNN checkout, for the cards whose reference it is")
     args = p.parse_args(argv)
     from recstudio.model.registry import list_models
     from recstudio.reporting.cards import plot_cards
@@ -92,7 +100,7 @@ def main(argv=None) -> int:
                     continue
                 if args.missing_only and (CARDS / name / f"{dataset}.json").is_file():
                     continue
-                if not measure(name, dataset, card, args.recbole_python):
+                if not measure(name, dataset, card, args.recbole_python, args.recbole_gnn):
                     failed.append(f"{name}/{dataset}")
     subprocess.run([sys.executable, "-m", "recstudio", "docs"], check=True, cwd=str(ROOT))
     for dataset in sorted(DATASETS):

@@ -5,6 +5,7 @@ same way: an unknown key is an error naming the closest valid key, and a value o
 type is an error naming the expected type.
 """
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -12,6 +13,8 @@ from recstudio.utils.errors import ConfigError
 from recstudio.utils.suggest import did_you_mean
 
 NUMBER = (int, float)
+#: a number in exponent notation without a decimal point (``1e-5``), which YAML 1.1 (PyYAML) reads as a string
+EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 def canonical_choice(value: Any, choices: Tuple[Any, ...]) -> Any:
     """The spelling in ``choices`` of a text ``value`` given in any case; other values are returned
@@ -58,11 +61,15 @@ class Option:
     canonical: Optional[Callable[[str], str]] = None
 
     def check(self, key: str, value: Any) -> Any:
-        """Validate ``value`` for ``key``; returns it normalised (tuples -> lists, 5.0 -> 5 for ints)."""
+        """Validate ``value`` for ``key``; returns it normalised (tuples -> lists, 5.0 -> 5 for ints, the text
+        ``'1e-5'`` -> 1e-05 for numbers: PyYAML reads exponents without a decimal point as text)."""
         if value is None:
             if self.nullable:
                 return None
             raise ConfigError(f"config key {key!r} may not be null; {self.help}.")
+        if (isinstance(value, str) and str not in self.types and (float in self.types or int in self.types)
+                and EXPONENT_NUMBER.fullmatch(value.strip())):
+            value = float(value)  # --weight_decay 1e-5, or `learning_rate: 1e-3` in a YAML file
         if self.types == NUMBER and isinstance(value, bool):
             raise ConfigError(f"config key {key!r} expects a number, got {value!r}.")
         if self.types == (int,) and isinstance(value, float) and value.is_integer():

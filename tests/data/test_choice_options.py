@@ -54,3 +54,31 @@ def test_command_line_choices_are_stored_canonical(tmp_path, monkeypatch, capsys
     assert model.config["scheduler"] == "step"
     args = serve.build_parser().parse_args(["--checkpoint", str(run), "--ann", "IVF", "--log-level", "INFO"])
     assert (args.ann, args.log_level) == ("ivf", "info")
+
+
+@pytest.mark.parametrize("text, value", [("1e-5", 1e-05), ("2E-3", 0.002), ("-1e2", -100.0), ("+3e0", 3.0),
+                                         ("1E5", 100000.0)])
+def test_exponent_numbers_that_yaml_reads_as_text_are_numbers(text, value):
+    """PyYAML (YAML 1.1) reads ``1e-5`` (no decimal point) as a string: from the command line, a YAML config
+    file or Python, a number key takes it as the number; a text key keeps the text."""
+    assert yaml.safe_load(text) == text  # the YAML behaviour this guards against
+    cfg = resolve_config(get_model("BPR"), overrides={"weight_decay": text, "learning_rate": text})
+    assert cfg["weight_decay"] == value and isinstance(cfg["weight_decay"], float) and cfg["learning_rate"] == value
+    assert Option(64, (int,), "size").check("embed_dim", "1e2") == 100
+    assert Option("x", (str,), "a name").check("name", text) == text
+    with pytest.raises(ConfigError, match="expects int"):
+        Option(64, (int,), "size").check("embed_dim", "1e-2")
+    with pytest.raises(ConfigError, match="expects int or float"):
+        Option(0.1, (int, float), "rate").check("learning_rate", "1e-3x")
+
+
+def test_exponent_numbers_on_the_command_line_and_in_a_config_file(tmp_path, monkeypatch, capsys):
+    write_folder(tmp_path / "dataset")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "c.yaml").write_text("train:\n  learning_rate: 2e-3\n")
+    code = train.main(["-d", "mydata", "--data_dir", "dataset", "--run_dir", "runs", *FAST, "--config", "c.yaml",
+                       "--weight_decay", "1e-5"])
+    assert code == 0, capsys.readouterr().err
+    (run,) = (tmp_path / "runs").iterdir()
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert (saved["learning_rate"], saved["weight_decay"]) == (0.002, 1e-05)

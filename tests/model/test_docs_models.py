@@ -83,6 +83,22 @@ def test_a_card_shows_both_libraries_the_ratio_and_the_cost(tmp_path):
     assert plot_cards(tmp_path, "ml-1m") == []
 
 
+def test_a_card_names_its_reference_library(tmp_path):
+    """A measurement against RecBole-GNN (``recbole_library``) says so in the card and in docs/models.md."""
+    from recstudio.reporting.cards import card_summary
+    from recstudio.reporting.model_table import card_lines
+    write_measurement(tmp_path, "SimGCL", "ml-100k")
+    path = tmp_path / "SimGCL" / "ml-100k.json"
+    m = json.loads(path.read_text())
+    m["recbole_library"] = "RecBole-GNN 632ef88 on RecBole 1.2.1"
+    path.write_text(json.dumps(m))
+    card = render_all(tmp_path)[tmp_path / "SimGCL.md"]
+    assert "| RecBole-GNN 632ef88 on RecBole 1.2.1 (SimGCL) | 0.2900 ± 0.0000 |" in card
+    assert "RecBole-GNN 632ef88 on RecBole 1.2.1 overrides: defaults." in card and "| RecBole 1.2.1 (" not in card
+    assert card_summary("SimGCL", tmp_path)["ml-100k"]["library"] == "RecBole-GNN 632ef88 on RecBole 1.2.1"
+    assert "vs RecBole-GNN 632ef88 on RecBole 1.2.1 0.2900" in card_lines("SimGCL", tmp_path)[0]
+
+
 def test_the_cards_in_docs_are_not_stale():
     for path, text in render_all().items():
         assert path.is_file() and path.read_text() == text, f"{path} is stale: run `python -m recstudio docs`"

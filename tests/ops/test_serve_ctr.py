@@ -139,7 +139,8 @@ def test_unknown_categorical_values_fall_into_the_oov_bucket(server, model):
     enc = create_app(model).state.engine.features
     batch, _ = enc.encode_rows([rows[3]])
     assert batch["u"].tolist() == [0] and batch["i"].tolist() == [0]
-    assert p[3] == pytest.approx(float(model_probabilities(model, batch)[0]), abs=1e-9)
+    # the server scored 8 rows at once, this 1: float32 kernels of other shapes differ in the last bits
+    assert p[3] == pytest.approx(float(model_probabilities(model, batch)[0]), abs=1e-6)
 
 
 def test_rank_orders_candidates_by_the_model_scores(server, model, data):

@@ -35,8 +35,9 @@ class DirectAU(TwoTowerRecommender):
     Scoring is the inner product of the raw embeddings (the authors' code), so ANN works; the cosine
     is ``score_func: cosine``. The uniformity term is quadratic in the batch size (``torch.pdist``).
 
-    Defaults as in the authors' code: batch 256, Adam 1e-3, weight decay 1e-6, embedding 64, gamma 1
-    (the paper tunes gamma in {0.2, 0.5, 1, 2, 5, 10} per dataset). RecBole 1.2.1 has no DirectAU.
+    Defaults as in the authors' Beauty command and RecBole-GNN's DirectAU: batch 256, Adam 1e-3, weight decay
+    1e-6, embedding 64, gamma 0.5 (the paper tunes gamma in {0.2, 0.5, 1, 2, 5, 10} per dataset; the authors'
+    code defaults to 1). RecBole 1.2.1 has no DirectAU; the card runs RecBole-GNN's beside ours.
 
     Args (config keys): ``embed_dim``, ``gamma``, ``score_func``; defaults in ``directau.yaml``.
 
