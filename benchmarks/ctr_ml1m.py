@@ -123,6 +123,11 @@ _rbd.Dataset._fill_nan = _fill_nan_by_assignment
 '''
 
 
+def protocol_of(model: str) -> str:
+    """The protocol text of ``model``'s entry: two labels for the multi-task models, one otherwise."""
+    return MULTITASK_PROTOCOL if model in MULTITASK_MODELS else PROTOCOL
+
+
 def _tsv(path: Path, header, columns) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write("\t".join(header) + "\n")
@@ -220,9 +225,8 @@ def yaml_entry(model: str, records, cap: int, load: str = "", ours_overrides=Non
     flags = " ".join([f"--ours {k}={v}" for k, v in ours.get("ours_overrides", {}).items()]
                      + [f"--recbole {k}={v}" for k, v in (rb or {}).get("recbole_overrides", {}).items()])
     cmd = f"OMP_NUM_THREADS=1 python benchmarks/ctr_ml1m.py --model {model} --epochs {cap}" + (f" {flags}" if flags else "")
-    protocol = MULTITASK_PROTOCOL if model in MULTITASK_MODELS else PROTOCOL
     lines = ["  ml-1m-ctr:",
-             f"    protocol: \"{_capped(protocol, cap)} "
+             f"    protocol: \"{_capped(protocol_of(model), cap)} "
              "(benchmarks/ctr_ml1m.py)\"",
              f"    test: {{{test}}}", f"    seeds: [{ours['seed']}]"]
     if rb is not None:
@@ -311,7 +315,7 @@ def main(argv=None) -> int:
     link_ml1m(args.ml1m_raw, work)
     data_keys = {**DATA_KEYS, "data_dir": str(work)}
     stamp = time.strftime("%H%M%S")
-    result = {"model": model_name, "dataset": "ml-1m-ctr", "protocol": MULTITASK_PROTOCOL if multitask else PROTOCOL, "seed": args.seed,
+    result = {"model": model_name, "dataset": "ml-1m-ctr", "protocol": protocol_of(model_name), "seed": args.seed,
               "threads": threads, "commit": commit(), "date": time.strftime("%Y-%m-%d"), "epoch_cap": args.epochs}
     if args.side in ("both", "ours"):
         spec = {"dataset": "ml-1m", "data_keys": data_keys, "seed": args.seed, "model": model_name, "threads": threads,

@@ -73,6 +73,8 @@ DATASETS = {
               "protocol": "ratings >= 3 implicit (836,478 interactions), per-user random 8:1:1 (RecBole-GNN), full "
                           "ranking with history masked, early stop on valid mrr@10 (patience 10)"},
 }
+#: how a measurement's ``recbole_library`` starts when its reference side ran RecBole-GNN
+GNN_LIBRARY = "RecBole-GNN"
 #: the protocol keys both sides share
 OURS_PROTOCOL = {"early_stop_metric": "mrr@10", "early_stop_patience": 10}
 RECBOLE_PROTOCOL = {"eval_args": {"group_by": "user", "order": "RO", "mode": "full"}, "valid_metric": "MRR@10",
@@ -213,14 +215,13 @@ def gnn_version(folder: Path) -> str:
     """The RecBole-GNN checkout's commit (``git rev-parse``, else a ``COMMIT`` file in the folder), else 'checkout'."""
     top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, cwd=str(folder))
     if top.returncode == 0 and Path(top.stdout.strip()).resolve() == folder.resolve():
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=str(folder))
-        return out.stdout.strip()
+        return commit(folder)
     stamp = folder / "COMMIT"
     return stamp.read_text().strip()[:7] if stamp.is_file() else "checkout"
 
 
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=str(ROOT))
+def commit(folder: Path = ROOT) -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=str(folder))
     return out.stdout.strip() or "unknown"
 
 
@@ -264,7 +265,7 @@ def main(argv=None) -> int:
     if gnn is not None and not (gnn / "recbole_gnn" / "quick_start.py").is_file():
         raise SystemExit(f"no recbole_gnn package in {gnn}: pass the folder of a RecBole-GNN checkout "
                          "(github.com/RUCAIBox/RecBole-GNN) that holds recbole_gnn/.")
-    library = "RecBole 1.2.1" if gnn is None else f"RecBole-GNN {gnn_version(gnn)} on RecBole 1.2.1"
+    library = "RecBole 1.2.1" if gnn is None else f"{GNN_LIBRARY} {gnn_version(gnn)} on RecBole 1.2.1"
     card = DATASETS[args.dataset]
     ours_overrides = {**OURS_PROTOCOL, "epochs": 300, **parse_pairs(args.ours)}
     recbole_config = {**RECBOLE_PROTOCOL, "epochs": 300, **parse_pairs(args.recbole)}

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.side_by_side import CARDS, DATASETS  # noqa: E402
+from benchmarks.side_by_side import CARDS, DATASETS, GNN_LIBRARY  # noqa: E402
 
 
 def card_settings(name: str) -> dict:
@@ -47,7 +47,7 @@ def card_settings(name: str) -> dict:
     card.setdefault("seeds", last.get("seeds", [2022]) if last else [2022])
     card.setdefault("ours", last.get("ours_overrides", {}))
     card.setdefault("recbole", last.get("recbole_overrides", {}))
-    card.setdefault("recbole_gnn", str(last.get("recbole_library", "")).startswith("RecBole-GNN"))
+    card.setdefault("recbole_gnn", str(last.get("recbole_library", "")).startswith(GNN_LIBRARY))
     return card
 
 

@@ -108,7 +108,7 @@ def card_lines(name: str, cards_dir: Optional[Path] = None) -> List[str]:
     for dataset, c in card_summary(name, cards_dir or CARDS_DIR).items():
         text = f"  - card [{dataset}](cards/{name}.md): ndcg@10 {c['ours']:.4f}"
         if c["recbole"] is not None:
-            text += f" vs {c.get('library', 'RecBole 1.2.1')} {c['recbole']:.4f} on the same split files (ratio {c['ratio']:.3f})"
+            text += f" vs {c['library']} {c['recbole']:.4f} on the same split files (ratio {c['ratio']:.3f})"
         else:
             text += " (RecBole has no such model)"
         out.append(text + f", {c['seeds']} seed{'s' if c['seeds'] > 1 else ''}")

@@ -63,8 +63,9 @@ class NCL(GraphRecommender):
     stopping (patience 10) survives the stall is luck: RecBole's valid score crept up within the patience and
     its run then learned (test ndcg@10 0.2954), ours had its best at epoch 0 (0.0234, the random start) and
     stopped at epoch 11 (0.0063); ours with ``early_stop_patience 30`` leaves the stall at epochs 13-17 (valid
-    mrr@10 0.02 -> 0.24 at epoch 17 -> 0.38 at epoch 81, still rising). With ``ssl_reg 0`` the model learns from the first epoch, as LightGCN
-    (valid mrr@10 0.23 after one epoch). The card (docs/cards/NCL.md) has both runs.
+    mrr@10 0.02 -> 0.24 at epoch 17 -> 0.38 at epoch 81, still rising). With ``ssl_reg 0`` the model learns
+    from the first epoch, as LightGCN (valid mrr@10 0.23 after one epoch). The card (docs/cards/NCL.md) has
+    both runs.
 
     Args (config keys): ``embed_dim``, ``n_layers``, ``reg_weight``, ``ssl_temp``, ``ssl_reg``,
     ``hyper_layers``, ``alpha``, ``proto_reg``, ``num_clusters``, ``m_step``, ``warm_up_step``,
