@@ -3,7 +3,8 @@
 The ml-100k interactions are read with RecStudio (all ratings implicit), sorted as RecStudio sorts them (by
 user, then time, ties in file order) and written as RecBole atomic files whose ``timestamp`` is the row's
 position in that order, so RecBole's leave-one-out (``LS: valid_and_test``, order ``TO``) holds out exactly
-the same valid / test items. ``ml-100k.item`` carries the genres as ``class`` (token_seq) for S3Rec.
+the same valid / test items. ``ml-100k.item`` carries the genres as ``class`` (token_seq) for S3Rec, FDSA,
+GRU4RecF and SASRecF.
 RecBole's full-sort evaluation of sequential models masks nothing; here, as in RecStudio, every item of the
 user before the target is masked from the ranking (``full_sort_predict`` is wrapped). Early stop on valid
 MRR@10 (patience 10), test metrics of the best checkpoint, seed 2022, CE loss, ``MAX_ITEM_LIST_LENGTH`` 50.
@@ -35,21 +36,32 @@ MODEL_CONFIG = {
     "FEARec": {"contrast": "us_x", "tau": 1.0, "sim": "dot", "use_filter": False, "fredom": False,
                "fredom_type": None, "train_batch_size": 256},
     "S3Rec": {"item_attribute": "class", "train_batch_size": 256},
+    "FDSA": {"selected_features": ["class"]},
+    "GRU4RecF": {"selected_features": ["class"]},
+    "SASRecF": {"selected_features": ["class"]},
 }
+#: the models that read the genres (``class``) of ``<name>.item``
+ITEM_FEATURE_MODELS = ("S3Rec", "FDSA", "GRU4RecF", "SASRecF")
 
 
-def write_files(data_path: Path) -> Path:
-    """ml-100k as RecBole atomic files in RecStudio's order (RecStudio's interpreter)."""
+def write_files(data_path: Path, ds=None, name: str = NAME) -> Path:
+    """A dataset (default ml-100k, all ratings implicit) as RecBole atomic files in RecStudio's order
+    (RecStudio's interpreter): ``timestamp`` is the row's position in that order, so RecBole's ``TO`` order
+    is RecStudio's. ml-100k also gets its genres as ``class`` (token_seq) in ``<name>.item`` (the models of
+    :data:`ITEM_FEATURE_MODELS`)."""
     sys.path.insert(0, str(ROOT))
     import numpy as np
     from recstudio.data import load_dataset
-    ds = load_dataset("ml-100k")
-    folder = data_path / NAME
+    ds = load_dataset("ml-100k") if ds is None else ds
+    bundled = getattr(ds, "name", None) == "ml-100k"  # the genres of the bundled u.item go to <name>.item
+    folder = data_path / name
     folder.mkdir(parents=True, exist_ok=True)
     users, items = ds.decode_users(ds.users), ds.decode_items(ds.items)
     lines = ["user_id:token\titem_id:token\ttimestamp:float"]
     lines += [f"{u}\t{i}\t{t}" for t, (u, i) in enumerate(zip(users, items))]
-    (folder / f"{NAME}.inter").write_text("\n".join(lines) + "\n")
+    (folder / f"{name}.inter").write_text("\n".join(lines) + "\n")
+    if not bundled:
+        return folder
     genres = [g.split("|")[0] for g in (ROOT / "datasets" / "ml-100k" / "u.genre").read_text().splitlines() if g]
     rows = ["item_id:token\tclass:token_seq"]
     for line in (ROOT / "datasets" / "ml-100k" / "u.item").read_text(encoding="latin-1").splitlines():
@@ -58,7 +70,7 @@ def write_files(data_path: Path) -> Path:
             continue
         flags = np.array(parts[-19:], dtype=int)
         rows.append(f"{parts[0]}\t{' '.join(genres[k] for k in np.flatnonzero(flags))}")
-    (folder / f"{NAME}.item").write_text("\n".join(rows) + "\n")
+    (folder / f"{name}.item").write_text("\n".join(rows) + "\n")
     return folder
 
 
@@ -114,18 +126,22 @@ def patch_token_seq_remap() -> None:
     Dataset._remap = _remap
 
 
-def run(model_name: str, data_path: Path, epochs: int, pretrain_epochs: int, seed: int, extra: dict) -> dict:
+def run(model_name: str, data_path: Path, epochs: int, pretrain_epochs: int, seed: int, extra: dict,
+        name: str = NAME) -> dict:
+    """Train and test RecBole's ``model_name`` on ``<data_path>/<name>/<name>.inter``; ``extra`` keys win over
+    the shared protocol (e.g. ``MAX_ITEM_LIST_LENGTH``). Threads: ``OMP_NUM_THREADS`` (default 1)."""
+    import os
     import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.trainer import PretrainTrainer
     from recbole.utils import get_model, get_trainer, init_seed
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     patch_token_seq_remap()
     load_col = {"inter": ["user_id", "item_id", "timestamp"]}
-    if model_name == "S3Rec":
+    if model_name in ITEM_FEATURE_MODELS:
         load_col["item"] = ["item_id", "class"]
-    base = {"data_path": str(data_path), "dataset": NAME, "seed": seed, "reproducibility": True,
+    base = {"data_path": str(data_path), "dataset": name, "seed": seed, "reproducibility": True,
             "load_col": load_col,
             "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
             "train_neg_sample_args": None, "loss_type": "CE", "MAX_ITEM_LIST_LENGTH": 50, "epochs": epochs,
@@ -155,7 +171,7 @@ def run(model_name: str, data_path: Path, epochs: int, pretrain_epochs: int, see
         if stage == "pretrain":
             assert isinstance(trainer, PretrainTrainer)
             trainer.pretrain(train_data, show_progress=False)
-            pre_path = str(Path(config["checkpoint_dir"]) / f"{model_name}-{NAME}-{n}.pth")
+            pre_path = str(Path(config["checkpoint_dir"]) / f"{model_name}-{name}-{n}.pth")
             out["pretrain_seconds"] = round(time.perf_counter() - t0, 1)
             continue
         trainer.fit(train_data, valid_data, saved=True, show_progress=False)
@@ -163,7 +179,7 @@ def run(model_name: str, data_path: Path, epochs: int, pretrain_epochs: int, see
         test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
         out.update(epochs=trainer.cur_epoch if hasattr(trainer, "cur_epoch") else None,
                    best_valid=float(trainer.best_valid_score), wall_s=round(wall, 1),
-                   test={k: round(float(v), 4) for k, v in test.items()})
+                   test={k: float(v) for k, v in test.items()})
     return out
 
 

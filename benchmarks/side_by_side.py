@@ -15,6 +15,14 @@ Card datasets (``--dataset``):
 * ``ml-1m``: ratings >= 3 implicit (836,478 interactions), per-user random 8:1:1 (RecBole-GNN's protocol);
   the extracted GroupLens files from ``--ml1m-raw`` (default ``../shared/datasets/ml-1m``) are linked into a
   scratch data folder, never copied into the repository.
+* ``ml-100k-seq`` / ``amazon-mi-seq`` / ``ml-1m-seq`` (the sequential models): all ratings implicit,
+  leave-one-out by time (equal timestamps in file order), max length 50 / 50 / 200; Amazon Musical
+  Instruments 5-core is read from ``--shared-datasets``. RecBole trains on batches of 256 prefixes (its
+  default 2,048 leaves 5 optimizer steps per epoch on Amazon: its SASRec had not early-stopped after 30
+  minutes there). RecBole reads one atomic file written in our order
+  (``timestamp`` = row position) with its ``LS`` split, ``TO`` order and CE loss, the user's earlier items
+  masked from its ranking as in ours (``benchmarks/recbole_seq_reference.py``). On ml-1m a published number
+  can stand as the reference of an ours-only card (``--no-recbole --published SOURCE hit@10=...``).
 
 The result (per-seed runs, mean and spread per library, the ratio ours / RecBole of every metric, the commit)
 is printed as one ``RESULT {json}`` line and saved as the card's measurement
@@ -72,6 +80,30 @@ DATASETS = {
               "recbole_name": "ml1m",
               "protocol": "ratings >= 3 implicit (836,478 interactions), per-user random 8:1:1 (RecBole-GNN), full "
                           "ranking with history masked, early stop on valid mrr@10 (patience 10)"},
+    # the sequential cards: leave-one-out by time; ``ours`` are protocol keys of our side (the max length)
+    "ml-100k-seq": {"name": "ml-100k", "keys": {"split_mode": "loo"}, "recbole_name": "ml100kseq", "sequential": True,
+                    "ours": {"max_seq_len": 50}, "recbole": {"MAX_ITEM_LIST_LENGTH": 50, "train_batch_size": 256},
+                    "protocol": "all 100,000 ratings implicit, leave-one-out by time (last item test, second-to-last "
+                                "valid; equal timestamps keep the file's order: a stable sort), max length 50, full "
+                                "ranking over all 1,682 items with the user's earlier items masked, early stop on "
+                                "valid mrr@10 (patience 10), test of the best checkpoint; RecBole trains on batches of 256 prefixes"},
+    "amazon-mi-seq": {"name": "amazon-musical-instruments-5core", "keys": {"split_mode": "loo"},
+                      "recbole_name": "amazonmiseq", "sequential": True,
+                      "raw": ("amazon-2014-musical-instruments-5core", ("reviews_Musical_Instruments_5.json.gz",)),
+                      "ours": {"max_seq_len": 50}, "recbole": {"MAX_ITEM_LIST_LENGTH": 50, "train_batch_size": 256},
+                      "protocol": "Amazon 2014 Musical Instruments 5-core, all 10,261 reviews implicit (1,429 users, "
+                                  "900 items), leave-one-out by review day (last item test, second-to-last valid; 40% "
+                                  "of a user's consecutive reviews share a day, and equal days keep the file's order: "
+                                  "a stable sort), max length 50, full ranking over all items with the user's earlier "
+                                  "items masked, early stop on valid mrr@10 (patience 10), test of the best checkpoint; "
+                                  "RecBole trains on batches of 256 prefixes"},
+    "ml-1m-seq": {"name": "ml-1m", "keys": {"split_mode": "loo"}, "recbole_name": "ml1mseq", "sequential": True,
+                  "ours": {"max_seq_len": 200}, "recbole": {"MAX_ITEM_LIST_LENGTH": 200},
+                  "protocol": "all 1,000,209 ratings implicit, leave-one-out by time (last item test, second-to-last "
+                              "valid; equal timestamps keep ratings.dat's order: a stable sort), max length 200, full "
+                              "ranking over all 3,706 items with the user's earlier items masked, early stop on valid "
+                              "mrr@10, test of the best checkpoint. Petrov & Macdonald's split (SASRec's ml-1m file) "
+                              "keeps the 3,416 items with 5 or more ratings"},
 }
 #: how a measurement's ``recbole_library`` starts when its reference side ran RecBole-GNN
 GNN_LIBRARY = "RecBole-GNN"
@@ -112,6 +144,19 @@ print("RESULT " + json.dumps({
     "config": {k: v for k, v in model.config.items() if isinstance(v, (int, float, str, bool, list, type(None)))}}))
 '''
 
+#: patches RecBole's trainer to count its training epochs and their seconds (in ``info``), for both job scripts
+RECBOLE_EPOCH_TIMER = r'''
+info = {"epochs": 0, "train_seconds": 0.0}
+_epoch = tr.Trainer._train_epoch
+def _train_epoch(self, *a, **k):
+    t = time.perf_counter()
+    out = _epoch(self, *a, **k)
+    info["epochs"] += 1
+    info["train_seconds"] += time.perf_counter() - t
+    return out
+tr.Trainer._train_epoch = _train_epoch
+'''
+
 RECBOLE_JOB = r'''
 import json, resource, sys, time
 t0 = time.perf_counter()
@@ -132,15 +177,7 @@ else:
     from recbole.quick_start import run_recbole
 import recbole.trainer.trainer as tr
 torch.set_num_threads(int(spec["threads"]))
-info = {"epochs": 0, "train_seconds": 0.0}
-_epoch = tr.Trainer._train_epoch
-def _train_epoch(self, *a, **k):
-    t = time.perf_counter()
-    out = _epoch(self, *a, **k)
-    info["epochs"] += 1
-    info["train_seconds"] += time.perf_counter() - t
-    return out
-tr.Trainer._train_epoch = _train_epoch
+''' + RECBOLE_EPOCH_TIMER + r'''
 config = {"data_path": spec["data_path"], "dataset": spec["name"], "benchmark_filename": ["train", "valid", "test"],
           "seed": spec["seed"], "checkpoint_dir": spec["data_path"] + "/saved", **spec["config"]}
 t_fit = time.perf_counter()
@@ -148,6 +185,25 @@ result = run_recbole(model=spec["model"], config_dict=config)
 print("RESULT " + json.dumps({
     "test": {k.lower(): float(v) for k, v in result["test_result"].items()}, "seconds": time.perf_counter() - t0,
     "fit_seconds": time.perf_counter() - t_fit,
+    "epochs": info["epochs"], "epoch_seconds": info["train_seconds"] / max(info["epochs"], 1),
+    "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "config": spec["config"]}))
+'''
+
+SEQ_RECBOLE_JOB = r'''
+import json, resource, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+spec = json.loads(sys.argv[1])
+sys.path.insert(0, spec["benchmarks"])
+import recbole_seq_reference as ref  # RecBole's leave-one-out on our order, the history masked as in ours
+import recbole.trainer.trainer as tr
+''' + RECBOLE_EPOCH_TIMER + r'''
+config = dict(spec["config"])
+epochs = int(config.pop("epochs", 300))
+pretrain_epochs = int(config.pop("pretrain_epochs", 100))
+out = ref.run(spec["model"], Path(spec["data_path"]), epochs, pretrain_epochs, spec["seed"], config, name=spec["name"])
+print("RESULT " + json.dumps({
+    "test": out["test"], "seconds": time.perf_counter() - t0, "fit_seconds": out["wall_s"],
     "epochs": info["epochs"], "epoch_seconds": info["train_seconds"] / max(info["epochs"], 1),
     "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "config": spec["config"]}))
 '''
@@ -189,14 +245,21 @@ def aggregate(runs) -> dict:
             "peak_mb": max(r["peak_mb"] for r in runs)}
 
 
-def link_ml1m(raw: Path, data_dir: Path) -> None:
-    dest = data_dir / "ml-1m" / "raw"
+def link_raw(raw: Path, data_dir: Path, name: str, files, required: str, hint: str) -> None:
+    """Symlink the original files of dataset ``name`` from ``raw`` into ``<data_dir>/<name>/raw`` (never copied
+    into the repository), where the registry verifies them against their published checksums."""
+    dest = data_dir / name / "raw"
     dest.mkdir(parents=True, exist_ok=True)
-    if not (raw / "ratings.dat").is_file():
-        raise SystemExit(f"no ratings.dat in {raw}; pass --ml1m-raw <folder with the extracted ml-1m files>.")
-    for name in ML1M_FILES:
-        if (raw / name).is_file() and not (dest / name).exists():
-            (dest / name).symlink_to((raw / name).resolve())
+    if not (raw / required).is_file():
+        raise SystemExit(f"no {required} in {raw}; {hint}")
+    for file in files:
+        if (raw / file).is_file() and not (dest / file).exists():
+            (dest / file).symlink_to((raw / file).resolve())
+
+
+def link_ml1m(raw: Path, data_dir: Path) -> None:
+    link_raw(raw, data_dir, "ml-1m", ML1M_FILES, "ratings.dat",
+             "pass --ml1m-raw <folder with the extracted ml-1m files>.")
 
 
 def reusable_reference(path: Path, model: str, library: str, seeds, overrides: dict):
@@ -247,12 +310,17 @@ def main(argv=None) -> int:
     p.add_argument("--recbole-python", default=os.environ.get("RECBOLE_PYTHON",
                                                               str(ROOT / ".venv-recbole" / "bin" / "python")))
     p.add_argument("--ml1m-raw", type=Path, default=ROOT.parent / "shared" / "datasets" / "ml-1m")
+    p.add_argument("--shared-datasets", type=Path, default=ROOT.parent / "shared" / "datasets",
+                   help="the folder of the shared dataset copies (amazon-mi-seq reads its original file there)")
     p.add_argument("--data-dir", type=Path, default=None, help="scratch folder (default: a temporary one)")
     p.add_argument("--no-save", action="store_true", help="do not write docs/cards/<Model>/<dataset>.json")
     p.add_argument("--reuse-reference", action="store_true",
                    help="take the reference side from the saved measurement when it ran the same reference model, "
                         "library, seeds and overrides (re-measure ours only, e.g. at other settings)")
     p.add_argument("--note", default=None, help="a note stored with the measurement (why a setting differs)")
+    p.add_argument("--published", nargs="+", default=None, metavar=("SOURCE", "METRIC=VALUE"),
+                   help="a published reference for the card instead of a RecBole run (with --no-recbole), e.g. "
+                        "--published 'RecTools, Petrov & Macdonald split' hit@10=0.3058 ndcg@10=0.1779")
     args = p.parse_args(argv)
     if not args.no_recbole and not Path(args.recbole_python).exists():
         raise SystemExit(f"no RecBole interpreter at {args.recbole_python}: create the venv (recipe in "
@@ -267,13 +335,23 @@ def main(argv=None) -> int:
                          "(github.com/RUCAIBox/RecBole-GNN) that holds recbole_gnn/.")
     library = "RecBole 1.2.1" if gnn is None else f"{GNN_LIBRARY} {gnn_version(gnn)} on RecBole 1.2.1"
     card = DATASETS[args.dataset]
-    ours_overrides = {**OURS_PROTOCOL, "epochs": 300, **parse_pairs(args.ours)}
-    recbole_config = {**RECBOLE_PROTOCOL, "epochs": 300, **parse_pairs(args.recbole)}
+    ours_overrides = {**OURS_PROTOCOL, "epochs": 300, **card.get("ours", {}), **parse_pairs(args.ours)}
+    if card.get("sequential"):  # recbole_seq_reference.run holds the protocol (LS split, TO order, CE, masking)
+        recbole_config = {"epochs": 300, **card.get("recbole", {}), **parse_pairs(args.recbole)}
+    else:
+        recbole_config = {**RECBOLE_PROTOCOL, "epochs": 300, **parse_pairs(args.recbole)}
+    if card.get("sequential") and gnn is not None:
+        raise SystemExit("--recbole-gnn runs the general graph models; the sequential card datasets use RecBole 1.2.1.")
     threads = int(os.environ.get("OMP_NUM_THREADS", "1"))
     work = args.data_dir or Path(tempfile.mkdtemp(prefix="side-by-side-"))
     data_keys = dict(card["keys"])
-    if args.dataset == "ml-1m":
+    if card["name"] == "ml-1m":
         link_ml1m(args.ml1m_raw, work)
+        data_keys["data_dir"] = str(work)
+    elif "raw" in card:  # a copy in ../shared/datasets/<folder>
+        folder, files = card["raw"]
+        link_raw(args.shared_datasets / folder, work, card["name"], files, files[0],
+                 "pass --shared-datasets <folder holding it>.")
         data_keys["data_dir"] = str(work)
     ds = load_dataset(card["name"], **data_keys)
     mine, theirs = [], []
@@ -284,7 +362,12 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         split = ds.split(seed=seed)
         data_path = work / f"seed{seed}"
-        write_benchmark_files(split, data_path / card["recbole_name"])
+        if not args.no_recbole and reused is None:
+            if card.get("sequential"):  # one atomic file in our order; RecBole's LS split then holds out our items
+                from benchmarks.recbole_seq_reference import write_files
+                write_files(data_path, ds, card["recbole_name"])
+            else:
+                write_benchmark_files(split, data_path / card["recbole_name"])
         spec = {"dataset": card["name"], "data_keys": data_keys, "seed": seed, "model": args.model,
                 "overrides": ours_overrides, "threads": threads, "run_dir": str(work / f"runs-{args.model}-{seed}")}
         mine.append(run_job(sys.executable, OURS_JOB, spec, ROOT))
@@ -298,7 +381,10 @@ def main(argv=None) -> int:
             env = {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
             if gnn is not None:
                 env["PYTHONPATH"] = os.pathsep.join([str(gnn.resolve())] + [x for x in [os.environ.get("PYTHONPATH")] if x])
-            theirs.append(run_job(args.recbole_python, RECBOLE_JOB, spec, data_path, env))
+            if card.get("sequential"):
+                spec["benchmarks"] = str(ROOT / "benchmarks")
+            job = SEQ_RECBOLE_JOB if card.get("sequential") else RECBOLE_JOB
+            theirs.append(run_job(args.recbole_python, job, spec, data_path, env))
             print(f"seed {seed} {library} {spec['model']}: {fmt(theirs[-1])}", flush=True)
     result = {"model": model_name, "dataset": args.dataset, "protocol": card["protocol"], "seeds": args.seeds,
               "threads": threads, "commit": commit(), "date": time.strftime("%Y-%m-%d"), "note": args.note,
@@ -308,6 +394,15 @@ def main(argv=None) -> int:
                       recbole_overrides=parse_pairs(args.recbole))
         result["ratio"] = {k: result["ours"]["mean"][k] / v for k, v in result["recbole"]["mean"].items()
                            if k in result["ours"]["mean"] and v}
+    if args.published:
+        if theirs:
+            raise SystemExit("--published is the reference of an ours-only card: add --no-recbole.")
+        numbers = {k: float(v) for k, v in parse_pairs(args.published[1:]).items()}
+        if not numbers:
+            raise SystemExit("--published needs the source and at least one METRIC=VALUE, e.g. hit@10=0.3058.")
+        result["published"] = {"source": args.published[0], "mean": numbers}
+        result["ratio"] = {k: result["ours"]["mean"][k] / v for k, v in numbers.items()
+                           if k in result["ours"]["mean"] and v}
     for lib in ("ours", "recbole"):
         if lib in result:
             agg = result[lib]
@@ -315,7 +410,7 @@ def main(argv=None) -> int:
                                           for k in ("ndcg@10", "recall@10") if k in agg["mean"])
                   + f"; {agg['epoch_seconds']:.2f} s/epoch, {agg['seconds']:.0f} s per run", flush=True)
     if "ratio" in result and "ndcg@10" in result["ratio"]:
-        print(f"ratio ours / RecBole ndcg@10: {result['ratio']['ndcg@10']:.3f}")
+        print(f"ratio ours / {'published' if args.published else 'RecBole'} ndcg@10: {result['ratio']['ndcg@10']:.3f}")
     if not args.no_save:
         out = CARDS / model_name / f"{args.dataset}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

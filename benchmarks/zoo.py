@@ -4,13 +4,18 @@ For each model, the card settings come from its YAML ``card`` section::
 
     card:
       recbole_model: ItemKNN      # RecBole 1.2.1's name of the model; null when RecBole lacks it
-      datasets: [ml-100k, ml-1m]  # card datasets (benchmarks/side_by_side.py DATASETS); default [ml-100k]
+      datasets: [ml-100k, ml-1m]  # card datasets (benchmarks/side_by_side.py DATASETS); default: the measured
+                                  # ones, else [ml-100k] ([amazon-mi-seq, ml-100k-seq] for the sequential models)
       seeds: [2022, 2023, 2024]   # default [2022]
       ours: {k: 100}              # our overrides on the card (the YAML defaults otherwise)
       recbole: {k: 100}           # RecBole's overrides
       recbole_gnn: true           # the reference side is RecBole-GNN (needs --recbole-gnn); default false
+      published: {source: "RecTools", mean: {hit@10: 0.3058}}  # an ours-only card's published reference
+      note: "why a setting differs"  # stored with the measurement
+      per_dataset:                # keys of one card dataset that win over the ones above
+        ml-1m-seq: {ours: {loss: sampled_softmax}, published: {source: RecTools, mean: {hit@10: 0.3058}}}
 
-(else from the model's last measurement in ``docs/cards/<Model>/<dataset>.json``, else RecBole's model of the
+(else from the model's measurement in ``docs/cards/<Model>/<dataset>.json``, else RecBole's model of the
 same name with both libraries' defaults). Each measurement is ``benchmarks/side_by_side.py`` (same split files,
 one process per run), saved as ``docs/cards/<Model>/<dataset>.json``; then the cards (``docs/cards/<Model>.md``,
 ``docs/cards/README.md``, ``docs/models.md``) are regenerated and the plots drawn (``ndcg_by_model-<dataset>.png``,
@@ -35,19 +40,35 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.side_by_side import CARDS, DATASETS, GNN_LIBRARY  # noqa: E402
 
 
-def card_settings(name: str) -> dict:
-    """The card section of a model's YAML, completed from its last measurement."""
+def card_datasets(name: str) -> list:
+    """The card datasets of a model: its YAML ``card.datasets``, else the category's default (``ml-100k``;
+    ``amazon-mi-seq`` and ``ml-100k-seq`` for the sequential models) and any other it has a measurement of."""
+    from recstudio.model.registry import get_model, model_yaml
+    cls = get_model(name)
+    card = model_yaml(cls)["card"]
+    if "datasets" in card:
+        return list(card["datasets"])
+    defaults = ["amazon-mi-seq", "ml-100k-seq"] if cls.category == "seq" else ["ml-100k"]
+    measured = sorted(p.stem for p in (CARDS / name).glob("*.json") if p.stem in DATASETS)
+    return defaults + [d for d in measured if d not in defaults]
+
+
+def card_settings(name: str, dataset: str) -> dict:
+    """The card section of a model's YAML (``per_dataset`` entries win for their dataset), completed from the
+    model's measurement on ``dataset`` (its overrides, seeds, reference, note), else RecBole's model of the same
+    name with both libraries' defaults."""
     from recstudio.model.registry import get_model, model_yaml
     card = dict(model_yaml(get_model(name))["card"])
-    last = {}
-    for path in sorted((CARDS / name).glob("*.json")):
-        last = json.loads(path.read_text())
-    card.setdefault("recbole_model", last.get("recbole_model", name) if last else name)
-    card.setdefault("datasets", ["ml-100k"])
+    card.update(card.pop("per_dataset", {}).get(dataset, {}))
+    path = CARDS / name / f"{dataset}.json"
+    last = json.loads(path.read_text()) if path.is_file() else {}
+    card.setdefault("recbole_model", last.get("recbole_model") if last else name)  # an ours-only card stays so
     card.setdefault("seeds", last.get("seeds", [2022]) if last else [2022])
     card.setdefault("ours", last.get("ours_overrides", {}))
     card.setdefault("recbole", last.get("recbole_overrides", {}))
     card.setdefault("recbole_gnn", str(last.get("recbole_library", "")).startswith(GNN_LIBRARY))
+    card.setdefault("published", last.get("published"))
+    card.setdefault("note", last.get("note"))
     return card
 
 
@@ -62,6 +83,11 @@ def measure(name: str, dataset: str, card: dict, recbole_python, recbole_gnn=Non
         cmd += ["--ours", *(f"{k}={json.dumps(v)}" for k, v in card["ours"].items())]
     if card["recbole"] and card["recbole_model"]:
         cmd += ["--recbole", *(f"{k}={json.dumps(v)}" for k, v in card["recbole"].items())]
+    if card.get("published") and not card["recbole_model"]:
+        pub = card["published"]
+        cmd += ["--published", pub["source"], *(f"{k}={v}" for k, v in pub["mean"].items())]
+    if card.get("note"):
+        cmd += ["--note", card["note"]]
     if recbole_python:
         cmd += ["--recbole-python", recbole_python]
     if card["recbole_model"] and card.get("recbole_gnn"):
@@ -94,12 +120,12 @@ def main(argv=None) -> int:
     if not args.render_only:
         names = args.models or [m["name"] for m in list_models() if m["category"] == args.category]
         for name in names:
-            card = card_settings(name)
-            for dataset in card["datasets"]:
+            for dataset in card_datasets(name):
                 if args.dataset and dataset != args.dataset:
                     continue
                 if args.missing_only and (CARDS / name / f"{dataset}.json").is_file():
                     continue
+                card = card_settings(name, dataset)
                 if not measure(name, dataset, card, args.recbole_python, args.recbole_gnn):
                     failed.append(f"{name}/{dataset}")
     subprocess.run([sys.executable, "-m", "recstudio", "docs"], check=True, cwd=str(ROOT))

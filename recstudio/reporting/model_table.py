@@ -107,10 +107,12 @@ def card_lines(name: str, cards_dir: Optional[Path] = None) -> List[str]:
     out = []
     for dataset, c in card_summary(name, cards_dir or CARDS_DIR).items():
         text = f"  - card [{dataset}](cards/{name}.md): ndcg@10 {c['ours']:.4f}"
-        if c["recbole"] is not None:
+        if c["recbole"] is not None and c["library"].startswith("published"):
+            text += f" vs {c['library']} {c['recbole']:.4f} (ratio {c['ratio']:.3f})"
+        elif c["recbole"] is not None:
             text += f" vs {c['library']} {c['recbole']:.4f} on the same split files (ratio {c['ratio']:.3f})"
         else:
-            text += " (RecBole has no such model)"
+            text += " (ours only: no reference side measured)"
         out.append(text + f", {c['seeds']} seed{'s' if c['seeds'] > 1 else ''}")
     return out
 

@@ -95,3 +95,52 @@ def test_a_model_trains_with_it_and_matches_softmax(make_split, tmp_path, model)
     fitted = get_model(model)(loss="chunked_softmax", **small)
     metrics = fitted.fit(split, run_dir=str(tmp_path / model))
     assert all(v == v for v in metrics.values()) and "ndcg@10" in metrics
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.3])
+def test_softmax_from_vectors_matches_the_score_path(temperature):
+    """loss softmax given the vectors (one [P, N] buffer reused in place) = loss softmax given the scores."""
+    torch.manual_seed(3)
+    q = torch.randn(29, 8, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(57, 8, dtype=torch.float64, requires_grad=True)
+    pos = torch.randint(1, 57, (29,))
+    for reduction in ("mean", "sum", "none"):
+        fn = SoftmaxLoss(temperature=temperature, reduction=reduction)
+        scores = q @ v.t()
+        scores[:, 0] = float("-inf")
+        ref = fn(all_score=scores, pos_index=pos)
+        got = fn(query=q, item_vectors=v, pos_index=pos)
+        assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-10)
+        w = torch.randn(ref.shape, dtype=torch.float64)  # a non-uniform upstream gradient for 'none'
+        gr = torch.autograd.grad((ref * w).sum(), (q, v))
+        gg = torch.autograd.grad((got * w).sum(), (q, v))
+        assert all(torch.allclose(x, y, atol=1e-10) for x, y in zip(gr, gg))
+
+
+def test_one_block_backward_refuses_a_second_pass():
+    q = torch.randn(3, 4, requires_grad=True)
+    v = torch.randn(9, 4, requires_grad=True)
+    loss = SoftmaxLoss()(query=q, item_vectors=v, pos_index=torch.tensor([1, 2, 3]))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="twice"):
+        loss.backward()
+
+
+def test_the_sequential_family_hands_softmax_the_vectors(make_split, monkeypatch):
+    """SASRec's loss softmax goes through the vector path (inner product), with the value of the score path."""
+    from recstudio.model.base.meta import DataMeta
+    from recstudio.model.loss import chunked
+    from recstudio.model.registry import get_model
+    split = make_split(0, 20, 30, (5, 12), split_mode="loo")
+    torch.manual_seed(0)
+    m = get_model("SASRec")(loss="softmax", embed_dim=8, n_layers=1, max_seq_len=6, dropout=0.0, quiet=True)
+    m.build(DataMeta.from_split(split))
+    batch = next(iter(m._get_dataset_class()(split, "train", seed=0, **m._dataset_kwargs()).loader(64, shuffle=False)))
+    calls = []
+    original = chunked.softmax_from_vectors
+    monkeypatch.setattr(chunked, "softmax_from_vectors", lambda *a, **k: calls.append(1) or original(*a, **k))
+    fused = m.training_loss(batch)
+    assert calls == [1]
+    monkeypatch.setattr(type(m.loss_fn), "accepts_vectors", False)  # the [P, N] score path
+    scored = m.training_loss(batch)
+    assert len(calls) == 1 and torch.allclose(fused, scored, atol=1e-5)

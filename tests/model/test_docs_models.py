@@ -99,6 +99,32 @@ def test_a_card_names_its_reference_library(tmp_path):
     assert "vs RecBole-GNN 632ef88 on RecBole 1.2.1 0.2900" in card_lines("SimGCL", tmp_path)[0]
 
 
+def test_a_card_can_stand_against_a_published_number(tmp_path):
+    """An ours-only measurement with ``published`` (the ml-1m sequential cards) shows the source, the numbers and
+    the ratio, in the card, the index and docs/models.md; one with no reference says it is ours only."""
+    from recstudio.reporting.cards import card_summary, render_index, load_measurements
+    from recstudio.reporting.model_table import card_lines
+    write_measurement(tmp_path, "SASRec", "ml-1m-seq")
+    path = tmp_path / "SASRec" / "ml-1m-seq.json"
+    m = json.loads(path.read_text())
+    for key in ("recbole", "recbole_model", "recbole_overrides"):
+        m.pop(key)
+    m["published"] = {"source": "RecTools", "mean": {"ndcg@10": 0.1779, "hit@10": 0.3058}}
+    m["ratio"] = {"ndcg@10": 0.28 / 0.1779}
+    path.write_text(json.dumps(m))
+    card = render_all(tmp_path)[tmp_path / "SASRec.md"]
+    assert "| published (RecTools) | 0.1779 | - | - | 0.3058 | - | | | | |" in card
+    assert f"| ratio | {0.28 / 0.1779:.3f} |" in card and "a published number" in card
+    assert "0.1779 (published)" in render_index(load_measurements(tmp_path))
+    assert card_summary("SASRec", tmp_path)["ml-1m-seq"]["library"] == "published (RecTools)"
+    assert "vs published (RecTools) 0.1779 (ratio 1.574)" in card_lines("SASRec", tmp_path)[0]
+    m.pop("published")
+    m.pop("ratio")
+    path.write_text(json.dumps(m))
+    assert "ours only" in render_all(tmp_path)[tmp_path / "SASRec.md"]
+    assert "(ours only: no reference side measured)" in card_lines("SASRec", tmp_path)[0]
+
+
 def test_the_cards_in_docs_are_not_stale():
     for path, text in render_all().items():
         assert path.is_file() and path.read_text() == text, f"{path} is stale: run `python -m recstudio docs`"

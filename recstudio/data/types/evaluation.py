@@ -5,7 +5,7 @@ import numpy as np
 
 from recstudio.data.fields import FieldType
 from recstudio.data.types.base import Batch, BatchDataset, Device, TorchCSR, gather_windows
-from recstudio.data.types.seq import ITEM_SEQ, SEQ_LEN, UserSequences
+from recstudio.data.types.seq import ITEM_SEQ, SEQ_LEN, TIME_SEQ, UserSequences, add_time_seq, time_windows
 from recstudio.utils.errors import ConfigError
 
 
@@ -47,7 +47,7 @@ class EvalDataset(BatchDataset):
     phases = ("valid", "test")
 
     def __init__(self, split, phase: str = "test", max_seq_len: Optional[int] = None, padding: str = "left",
-                 resident_device: Device = None, seed: Optional[int] = None):
+                 with_time: bool = False, resident_device: Device = None, seed: Optional[int] = None):
         super().__init__(split, phase, resident_device, seed)
         if padding not in ("left", "right"):
             raise ConfigError(f"padding must be 'left' or 'right', got {padding!r}.")
@@ -63,11 +63,14 @@ class EvalDataset(BatchDataset):
                             "target_indptr": None, "target_indices": FieldType.TOKEN}
         self.sources.update({"history_indices": ds.iid_field, "target_indices": ds.iid_field})
         if max_seq_len is not None:
-            seqs = UserSequences(ds, split.history_rows(phase), self.device)
+            seqs = UserSequences(ds, split.history_rows(phase), self.device, with_time)
             self.flat = seqs.flat
             self._lo, self._hi = self.tensor(seqs.lo[users]), self.tensor(seqs.hi[users])
             self.field_types.update({ITEM_SEQ: FieldType.TOKEN_SEQ, SEQ_LEN: None})
             self.sources[ITEM_SEQ] = ds.iid_field
+        self.flat_times = None
+        if with_time and max_seq_len is not None:
+            add_time_seq(self, seqs.times)
 
     def extend(self, idx, batch: Batch) -> None:
         users = batch[self.uid]
@@ -76,3 +79,6 @@ class EvalDataset(BatchDataset):
         if self.max_seq_len is not None:
             batch[ITEM_SEQ], batch[SEQ_LEN] = gather_windows(self.flat, self._lo[idx], self._hi[idx],
                                                              self.max_seq_len, self.padding)
+            if self.flat_times is not None:
+                batch[TIME_SEQ] = time_windows(self.flat_times, self._lo[idx], self._hi[idx], self.max_seq_len,
+                                               self.padding)

@@ -20,7 +20,7 @@ import torch
 
 from recstudio.data.fields import FieldType
 from recstudio.data.types.base import Batch, BatchDataset, Device, gather_windows
-from recstudio.data.types.seq import ITEM_SEQ, SEQ_LEN, UserSequences
+from recstudio.data.types.seq import ITEM_SEQ, SEQ_LEN, TIME_SEQ, UserSequences, add_time_seq, time_windows
 from recstudio.utils.errors import ConfigError
 
 
@@ -74,7 +74,7 @@ class PositionEvalDataset(BatchDataset):
     phases = ("valid", "test")
 
     def __init__(self, split, phase: str = "test", max_seq_len: Optional[int] = None, padding: str = "left",
-                 resident_device: Device = None, seed: Optional[int] = None):
+                 with_time: bool = False, resident_device: Device = None, seed: Optional[int] = None):
         super().__init__(split, phase, resident_device, seed)
         if padding not in ("left", "right"):
             raise ConfigError(f"padding must be 'left' or 'right', got {padding!r}.")
@@ -85,7 +85,7 @@ class PositionEvalDataset(BatchDataset):
         self.uid, self.max_seq_len, self.padding = ds.uid_field, max_seq_len, padding
         targets = np.asarray(split.rows(phase), dtype=np.int64)
         combined = np.union1d(split.history_rows(phase), targets).astype(np.int64)  # sorted: user, then time
-        seqs = UserSequences(ds, combined, self.device)
+        seqs = UserSequences(ds, combined, self.device, with_time and max_seq_len is not None)
         users = ds.users[targets].astype(np.int64)
         self.rows = targets
         self.flat = seqs.flat
@@ -99,6 +99,9 @@ class PositionEvalDataset(BatchDataset):
         if max_seq_len is not None:
             self.field_types.update({ITEM_SEQ: FieldType.TOKEN_SEQ, SEQ_LEN: None})
             self.sources[ITEM_SEQ] = ds.iid_field
+        self.flat_times = None
+        if seqs.times is not None:
+            add_time_seq(self, seqs.times)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -121,6 +124,8 @@ class PositionEvalDataset(BatchDataset):
         batch["target_indices"] = self._target[idx]
         if self.max_seq_len is not None:
             batch[ITEM_SEQ], batch[SEQ_LEN] = gather_windows(self.flat, lo, hi, self.max_seq_len, self.padding)
+            if self.flat_times is not None:
+                batch[TIME_SEQ] = time_windows(self.flat_times, lo, hi, self.max_seq_len, self.padding)
 
 
 __all__ = ["PositionEvalDataset", "check_history_precedes_targets"]

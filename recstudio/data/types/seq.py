@@ -11,21 +11,51 @@ from recstudio.utils.errors import ConfigError
 ITEM_SEQ = "item_seq"
 SEQ_LEN = "seq_len"
 TARGET_SEQ = "target_seq"
+#: the timestamps of ``item_seq``'s items (float64, 0 at padding), for the models that declare ``uses_time``
+TIME_SEQ = "time_seq"
+
+
+def interaction_times(dataset, rows: np.ndarray) -> np.ndarray:
+    """The time field of ``rows`` as float64 seconds (or the field's own unit).
+
+    Raises:
+        ConfigError: the dataset has no time field (a time-aware sequential model needs one).
+    """
+    if not dataset.time_field or dataset.time_field not in dataset.inter:
+        raise ConfigError(f"this model reads the interactions' timestamps, but {getattr(dataset, 'name', 'the dataset')} "
+                          "has no time field; set time_field (a timestamp column of the .inter file) or pick a model "
+                          "that reads the item order only (e.g. SASRec).")
+    return np.asarray(dataset.inter[dataset.time_field], dtype=np.float64)[rows]
 
 
 class UserSequences:
     """The items of some interaction rows, grouped by user in time order, as one flat tensor.
 
     ``flat[lo[u]:hi[u]]`` are user ``u``'s items (``rows`` ascending = user, then time order).
-    A leading 0 keeps ``flat`` non-empty.
+    A leading 0 keeps ``flat`` non-empty. With ``with_time``, ``times`` holds their timestamps in the same
+    layout (float64; else ``None``).
     """
 
-    def __init__(self, dataset, rows: np.ndarray, device: torch.device):
+    def __init__(self, dataset, rows: np.ndarray, device: torch.device, with_time: bool = False):
         users = dataset.users[rows]
         offsets = segments(users, dataset.num_users) + 1
         self.flat = torch.from_numpy(np.concatenate([[0], dataset.items[rows]]).astype(np.int64)).to(device)
+        self.times = None
+        if with_time:
+            self.times = torch.from_numpy(np.concatenate([[0.0], interaction_times(dataset, rows)])).to(device)
         self.lo = offsets[:-1]
         self.hi = offsets[1:]
+
+
+def add_time_seq(dataset, flat_times: torch.Tensor) -> None:
+    """Declare the ``time_seq`` batch key on a sequence dataset whose ``flat_times`` follow its ``flat`` items."""
+    dataset.flat_times = flat_times
+    dataset.field_types[TIME_SEQ] = FieldType.FLOAT
+
+
+def time_windows(flat_times: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, length: int, padding: str):
+    """The timestamps of the windows :func:`gather_windows` takes from the items (0.0 at padding)."""
+    return gather_windows(flat_times, lo, hi, length, padding)[0]
 
 
 class SeqDataset(BatchDataset):
@@ -54,6 +84,8 @@ class SeqDataset(BatchDataset):
         padding: ``'left'`` or ``'right'``.
         min_history: train rows with fewer earlier items are dropped (eval rows are all kept).
         target_seq: add the ``target_seq`` key (above).
+        with_time: add ``time_seq`` (float64 ``[B, max_seq_len]``): the timestamps of ``item_seq``'s items,
+            0 at padding (the dataset needs a time field).
         resident_device, seed: see :class:`~recstudio.data.types.base.BatchDataset`.
 
     Example:
@@ -65,8 +97,8 @@ class SeqDataset(BatchDataset):
     """
 
     def __init__(self, split, phase: str = "train", max_seq_len: int = 50, padding: str = "left",
-                 min_history: int = 1, target_seq: bool = False, resident_device: Device = None,
-                 seed: Optional[int] = None):
+                 min_history: int = 1, target_seq: bool = False, with_time: bool = False,
+                 resident_device: Device = None, seed: Optional[int] = None):
         super().__init__(split, phase, resident_device, seed)
         if max_seq_len < 1:
             raise ConfigError(f"max_seq_len must be >= 1, got {max_seq_len}.")
@@ -77,14 +109,14 @@ class SeqDataset(BatchDataset):
         self.uid, self.iid = ds.uid_field, ds.iid_field
         if phase == "train":
             rows = split.train
-            seqs = UserSequences(ds, rows, self.device)
+            seqs = UserSequences(ds, rows, self.device, with_time)
             users = ds.users[rows]
             hi = np.arange(1, len(rows) + 1)  # the row's own position: its history ends just before
             keep = hi - seqs.lo[users] >= min_history
             rows, users, hi = rows[keep], users[keep], hi[keep]
         else:
             rows = split.rows(phase)
-            seqs = UserSequences(ds, split.history_rows(phase), self.device)
+            seqs = UserSequences(ds, split.history_rows(phase), self.device, with_time)
             users = ds.users[rows]
             hi = seqs.hi[users]
         self.rows = rows
@@ -104,10 +136,16 @@ class SeqDataset(BatchDataset):
             self.sources[TARGET_SEQ] = self.iid
         self._lo = self.tensor(seqs.lo[users])
         self._hi = self.tensor(hi)
+        self.flat_times = None
+        if with_time:
+            add_time_seq(self, seqs.times)
 
     def extend(self, idx: torch.Tensor, batch: Batch) -> None:
         batch[ITEM_SEQ], batch[SEQ_LEN] = gather_windows(self.flat, self._lo[idx], self._hi[idx],
                                                          self.max_seq_len, self.padding)
+        if self.flat_times is not None:
+            batch[TIME_SEQ] = time_windows(self.flat_times, self._lo[idx], self._hi[idx], self.max_seq_len,
+                                           self.padding)
         if self.target_seq:  # the next item at the latest history position (none for an empty history)
             seq, n = batch[ITEM_SEQ], batch[SEQ_LEN]
             last = torch.full_like(n, seq.size(1) - 1) if self.padding == "left" else (n - 1).clamp(min=0)

@@ -6,7 +6,8 @@ import torch
 
 from recstudio.data.fields import FieldType
 from recstudio.data.types.base import Batch, BatchDataset, Device, gather_windows, torch_generator
-from recstudio.data.types.seq import ITEM_SEQ, SEQ_LEN, TARGET_SEQ, UserSequences
+from recstudio.data.types.seq import (ITEM_SEQ, SEQ_LEN, TARGET_SEQ, TIME_SEQ, UserSequences, add_time_seq,
+                                      time_windows)
 from recstudio.utils.errors import ConfigError
 
 MODES = ("causal", "cloze")
@@ -41,6 +42,7 @@ class Seq2SeqDataset(BatchDataset):
         mask_ratio: cloze masking probability.
         mask_token: the id put at masked positions; default ``num_items`` (so the item embedding
             needs ``num_items + 1`` rows: see :attr:`num_tokens`).
+        with_time: add ``time_seq`` (float64, like ``item_seq``): the input items' timestamps, 0 at padding.
         resident_device, seed: see :class:`~recstudio.data.types.base.BatchDataset`.
     """
 
@@ -48,7 +50,7 @@ class Seq2SeqDataset(BatchDataset):
 
     def __init__(self, split, phase: str = "train", max_seq_len: int = 50, mode: str = "causal",
                  padding: str = "left", mask_ratio: float = 0.2, mask_token: Optional[int] = None,
-                 resident_device: Device = None, seed: Optional[int] = None):
+                 with_time: bool = False, resident_device: Device = None, seed: Optional[int] = None):
         if phase != "train":
             raise ConfigError(f"Seq2SeqDataset is for training (phase='train'), got {phase!r}; evaluate "
                               "sequential models with EvalDataset(split, phase, max_seq_len=...).")
@@ -65,7 +67,7 @@ class Seq2SeqDataset(BatchDataset):
         self.mode, self.padding, self.max_seq_len, self.mask_ratio = mode, padding, max_seq_len, mask_ratio
         self.mask_token = ds.num_items if mask_token is None else int(mask_token)
         self.uid = ds.uid_field
-        seqs = UserSequences(ds, split.train, self.device)
+        seqs = UserSequences(ds, split.train, self.device, with_time)
         counts = seqs.hi - seqs.lo
         users = np.flatnonzero(counts >= (2 if mode == "causal" else 1))
         self.flat = seqs.flat
@@ -74,6 +76,9 @@ class Seq2SeqDataset(BatchDataset):
         self.field_types = {self.uid: FieldType.TOKEN, ITEM_SEQ: FieldType.TOKEN_SEQ,
                             TARGET_SEQ: FieldType.TOKEN_SEQ, SEQ_LEN: None}
         self.sources.update({ITEM_SEQ: ds.iid_field, TARGET_SEQ: ds.iid_field})
+        self.flat_times = None
+        if with_time:
+            add_time_seq(self, seqs.times)
         self.mask: Optional[torch.Tensor] = None
         self._mask_epoch = None
         if mode == "cloze":
@@ -117,9 +122,14 @@ class Seq2SeqDataset(BatchDataset):
             else:  # [a, b, c, 0 | 0]: the last item is no input
                 inp = inp.masked_fill(tgt == 0, 0)
             batch[ITEM_SEQ], batch[TARGET_SEQ], batch[SEQ_LEN] = inp, tgt, n - 1
+            if self.flat_times is not None:  # the inputs' timestamps (the targets' are not shown)
+                times = time_windows(self.flat_times, lo, hi, self.max_seq_len + 1, self.padding)
+                batch[TIME_SEQ] = times[:, :-1].masked_fill(inp == 0, 0.0)
         else:
             seq, n = gather_windows(self.flat, lo, hi, self.max_seq_len, self.padding)
             m = self.mask[idx]
             batch[ITEM_SEQ] = seq.masked_fill(m, self.mask_token)
             batch[TARGET_SEQ] = seq.masked_fill(~m, 0)
             batch[SEQ_LEN] = n
+            if self.flat_times is not None:
+                batch[TIME_SEQ] = time_windows(self.flat_times, lo, hi, self.max_seq_len, self.padding)

@@ -27,6 +27,9 @@ need                 what the context then holds
 ``history_seq``      nothing more in the context (``history_indptr`` / ``history_indices`` are always there):
                      a feature (CTR) model's batches then carry each row's position in its user's
                      time-ordered interactions, so the model reads the items before the row (DIN, DIEN, BST).
+``history_times``    ``history_times``: the timestamp of every known interaction, aligned with
+                     ``history_indices`` (float64), so ``recommend`` gives a time-aware sequential model
+                     (TiSASRec) the times of the history it encodes; its batches carry ``time_seq``.
 ===================  ======================================================================================
 
 The model registers the feature and content tensors as buffers (:class:`FeatureStore`), so they move with
@@ -51,7 +54,7 @@ from recstudio.utils.errors import ConfigError, DataError
 
 #: what a model may declare in ``needs``
 NEEDS = ("train_graph", "user_features", "item_features", "context_features", "kg", "social", "item_content",
-         "history_seq")
+         "history_seq", "history_times")
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,8 @@ class ModelContext:
     rating_field: Optional[str] = None
     rating_mean: float = 0.0
     needs: frozenset = frozenset()
+    # history_times
+    history_times: Optional[torch.Tensor] = None
     # train_graph
     train_indptr: Optional[torch.Tensor] = None
     train_indices: Optional[torch.Tensor] = None
@@ -171,6 +176,7 @@ class ModelContext:
         Raises:
             DataError: a need the dataset cannot serve (no ``.kg`` / ``.link`` for ``kg``, no ``.net`` for
                 ``social``, no feature table for ``*_features``), naming the file to add.
+            ConfigError: ``history_times`` on a dataset without a time field.
         """
         needs = check_needs(needs, "the model")
         ds = split.dataset
@@ -182,6 +188,9 @@ class ModelContext:
                   rating_mean=float(ds.inter[ds.rating_field][split.train].mean()) if ds.rating_field else 0.0,
                   needs=needs)
         name = getattr(ds, "name", "the dataset")
+        if "history_times" in needs:
+            from recstudio.data.types.seq import interaction_times
+            ctx.history_times = torch.as_tensor(interaction_times(ds, np.arange(len(ds.items))))
         if "train_graph" in needs:
             m = split.matrix("train")
             m.sort_indices()

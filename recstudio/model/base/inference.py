@@ -127,8 +127,10 @@ class InferenceMixin:
         batch = {m.uid_field: users, "history_indptr": indptr, "history_indices": indices}
         seq_len = self._eval_seq_len()
         if seq_len is not None:  # left padding, latest item last, as in EvalDataset
-            batch["item_seq"], batch["seq_len"] = gather_windows(
-                m.history_indices, m.history_indptr[users], m.history_indptr[users + 1], seq_len, "left")
+            lo, hi = m.history_indptr[users], m.history_indptr[users + 1]
+            batch["item_seq"], batch["seq_len"] = gather_windows(m.history_indices, lo, hi, seq_len, "left")
+            if m.history_times is not None:  # a time-aware sequential model: the items' timestamps too
+                batch["time_seq"] = gather_windows(m.history_times, lo, hi, seq_len, "left")[0]
         return {key: v.to(self.device) for key, v in batch.items()}
 
     def recommend(self, users: Sequence, k: int = 10, exclude_seen: bool = True, unknown: str = "error"):

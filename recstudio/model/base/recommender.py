@@ -359,10 +359,11 @@ class Recommender(InferenceMixin, EpochLossMixin, pl.LightningModule):
         if self.eval_task in ("rating", "ctr"):  # the phase's rows (ctr: labels and context come with them)
             from recstudio.data.types.triplet import TripletDataset
             return TripletDataset(split, phase, num_neg=0, join_features=False)
+        with_time = "history_times" in self.needs  # a time-aware sequential model: batches carry time_seq
         if self.config.get("eval_targets", "set") == "each":  # seq-eval: one ranking per target interaction
             from recstudio.data.types.position_eval import PositionEvalDataset
-            return PositionEvalDataset(split, phase, max_seq_len=self._eval_seq_len())
-        return EvalDataset(split, phase, max_seq_len=self._eval_seq_len())
+            return PositionEvalDataset(split, phase, max_seq_len=self._eval_seq_len(), with_time=with_time)
+        return EvalDataset(split, phase, max_seq_len=self._eval_seq_len(), with_time=with_time)
 
     def _eval_seq_len(self) -> Optional[int]:
         """History sequence length evaluation batches should carry (sequential models)."""

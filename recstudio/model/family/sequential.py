@@ -39,7 +39,7 @@ Example:
 
 (plus ``@register_model`` and a YAML; see ``docs/adding_a_model/sequential.md``).
 """
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -49,7 +49,7 @@ from recstudio.model.module.embedding import IdEmbedding
 from recstudio.utils.errors import ConfigError
 from recstudio.utils.options import Option
 
-ITEM_SEQ, TARGET_SEQ = "item_seq", "target_seq"
+ITEM_SEQ, TARGET_SEQ, TIME_SEQ = "item_seq", "target_seq", "time_seq"
 SEQ_MODES = ("causal", "cloze")
 
 #: help text of the keys sequential models declare in their YAML
@@ -108,40 +108,54 @@ class ItemWithFeatures(nn.Module):
 
 class SequenceQuery(nn.Module):
     """Query encoder: the sequence encoder's output at the latest position of the left-padded ``item_seq``
-    (cloze models: at a mask token appended after it, the oldest item dropped if the input is full)."""
+    (cloze models: at a mask token appended after it, the oldest item dropped if the input is full).
+    With ``uses_time`` the encoder also gets the items' timestamps (``time_seq``; the mask token takes the
+    latest item's time)."""
 
-    def __init__(self, encoder: nn.Module, mode: str, mask_token: int, max_len: int):
+    def __init__(self, encoder: nn.Module, mode: str, mask_token: int, max_len: int, uses_time: bool = False):
         super().__init__()
         self.encoder = encoder
         self.mode, self.mask_token, self.max_len = mode, int(mask_token), int(max_len)
+        self.uses_time = bool(uses_time)
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         seq = batch[ITEM_SEQ]
+        times = batch.get(TIME_SEQ) if self.uses_time else None
+        if self.uses_time and times is None:
+            raise ConfigError("this model reads the items' timestamps, but the batch has no time_seq; build its "
+                              "batches with the model's own datasets (with_time=True).")
         if self.mode == "cloze":
             mask = torch.full((seq.size(0), 1), self.mask_token, dtype=seq.dtype, device=seq.device)
             seq = torch.cat([seq, mask], 1)
+            if times is not None:
+                times = torch.cat([times, times[:, -1:]], 1)
         seq = seq[:, -self.max_len:]
-        hidden = self.encoder(seq)
+        hidden = self.encoder(seq) if times is None else self.encoder(seq, times[:, -self.max_len:])
         return hidden[:, -1].masked_fill(~(seq != 0).any(-1, keepdim=True), 0.0)
 
 
 class SequentialRecommender(ItemTowerRecommender):
     """Next-item models over the user's latest ``max_seq_len`` items (see the module docstring).
 
-    Class attributes: ``seq_mode`` (``'causal'`` or ``'cloze'``).
+    Class attributes: ``seq_mode`` (``'causal'`` or ``'cloze'``); ``uses_time`` (default False): the encoder
+    is called as ``encoder(item_seq, time_seq)`` with the items' timestamps (float64 ``[B, L]``, 0 at
+    padding), which every training and evaluation batch then carries (the model ``needs`` ``history_times``
+    so that ``recommend`` has them too; the dataset needs a time field).
     """
 
     base_name = "Sequential"
     dataset_type = "seq2seq"
     seq_mode = "causal"
+    uses_time = False
     option_help = dict(SEQ_HELP)
     family_options = dict(SEQ_OPTIONS)
 
     # ---- what the model needs ----------------------------------------------------------------
     @property
     def needs(self) -> frozenset:
-        """``item_features`` when ``item_feature_fields`` lists fields."""
-        return frozenset({"item_features"}) if self.feature_fields() else frozenset()
+        """``item_features`` when ``item_feature_fields`` lists fields; ``history_times`` for ``uses_time``."""
+        return frozenset({"item_features"} if self.feature_fields() else set()) | frozenset(
+            {"history_times"} if self.uses_time else set())
 
     def feature_fields(self) -> List[str]:
         return list(self.cfg("item_feature_fields") or [])
@@ -174,7 +188,8 @@ class SequentialRecommender(ItemTowerRecommender):
         return ItemWithFeatures(table, self.item_feats, {n: available[n] for n in names}, self.meta.num_items)
 
     def _get_query_encoder(self) -> nn.Module:
-        return SequenceQuery(self._get_sequence_encoder(), self.seq_mode, self.mask_token, self.cfg("max_seq_len"))
+        return SequenceQuery(self._get_sequence_encoder(), self.seq_mode, self.mask_token, self.cfg("max_seq_len"),
+                             uses_time=self.uses_time)
 
     def _get_loss_func(self):
         from recstudio.model.loss import LOSSES, build_loss
@@ -197,8 +212,10 @@ class SequentialRecommender(ItemTowerRecommender):
 
     def _dataset_kwargs(self):
         if self._train_examples() == "prefix":
-            return {"max_seq_len": self.cfg("max_seq_len"), "padding": "left", "target_seq": True}
-        kwargs = {"max_seq_len": self.cfg("max_seq_len"), "mode": self.seq_mode, "padding": "left"}
+            return {"max_seq_len": self.cfg("max_seq_len"), "padding": "left", "target_seq": True,
+                    "with_time": self.uses_time}
+        kwargs = {"max_seq_len": self.cfg("max_seq_len"), "mode": self.seq_mode, "padding": "left",
+                  "with_time": self.uses_time}
         if self.seq_mode == "cloze":
             kwargs.update(mask_ratio=self.cfg("mask_ratio"), mask_token=self.mask_token)
         return kwargs
@@ -227,32 +244,46 @@ class SequentialRecommender(ItemTowerRecommender):
                               "popularity, inbatch, mixed, shared_uniform or a model-based one such as midx_uni).")
 
     # ---- training ----------------------------------------------------------------------------
-    def sequence_output(self, item_seq: torch.Tensor) -> torch.Tensor:
-        """The encoder's output ``[B, L, d]`` at every position of ``item_seq``."""
+    def sequence_output(self, item_seq: torch.Tensor, time_seq: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The encoder's output ``[B, L, d]`` at every position of ``item_seq`` (with the items' timestamps
+        ``time_seq`` for a ``uses_time`` model)."""
+        if self.uses_time:
+            if time_seq is None:
+                raise ConfigError(f"{self.model_name} reads the items' timestamps: pass time_seq with item_seq.")
+            return self.query_encoder.encoder(item_seq, time_seq)
         return self.query_encoder.encoder(item_seq)
 
-    def position_output(self, item_seq: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def position_output(self, item_seq: torch.Tensor, positions: torch.Tensor,
+                        time_seq: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``[P, d]``: the encoder's output at the True positions of ``positions [B, L]`` (row-major order).
         A model whose encoder cannot serve every position in one pass overrides it to compute only these."""
-        return self.sequence_output(item_seq)[positions]
+        if time_seq is None:
+            return self.sequence_output(item_seq)[positions]
+        return self.sequence_output(item_seq, time_seq)[positions]
 
     def training_loss(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss at every position with a target (``target_seq > 0``: the next item (causal) or the
         masked item (cloze)), averaged over those positions."""
         seq, target = batch[ITEM_SEQ], batch[TARGET_SEQ]
         has_target = target > 0
-        query = self.position_output(seq, has_target)  # [P, d]
+        if self.uses_time:
+            query = self.position_output(seq, has_target, batch[TIME_SEQ])  # [P, d]
+        else:
+            query = self.position_output(seq, has_target)
         pos_ids = target[has_target]  # [P]
         loss = self.loss_fn
         inputs = {"pos_score": self.score_func(query, self.encode_items(pos_ids))}
-        if loss.needs_all_scores:
-            all_score = self.score_func.score_all(query, self.item_vectors())
-            all_score[:, 0] = float("-inf")
-            inputs.update(all_score=all_score, pos_index=pos_ids)
-        if getattr(loss, "needs_vectors", False):  # chunked_softmax: the vectors, not the [P, N] scores
+        # chunked_softmax needs the vectors, not the [P, N] scores; softmax takes them when they decompose
+        by_vectors = getattr(loss, "needs_vectors", False) or (
+            getattr(loss, "accepts_vectors", False) and getattr(self.score_func, "metric", None) in ("ip", "cosine"))
+        if by_vectors:
             from recstudio.model.loss.chunked import decomposed_vectors
             q, v = decomposed_vectors(self.score_func, query, self.item_vectors())
             inputs.update(query=q, item_vectors=v, pos_index=pos_ids)
+        elif loss.needs_all_scores:
+            all_score = self.score_func.score_all(query, self.item_vectors())
+            all_score[:, 0] = float("-inf")
+            inputs.update(all_score=all_score, pos_index=pos_ids)
         if loss.needs_negatives:
             from recstudio.model.sampler import InBatchSampler, accidental_hits, is_shared
             k = self.cfg("num_neg")

@@ -48,10 +48,51 @@ def chunk_columns(rows: int, chunk_mb: float, num_items: int) -> int:
 
 
 def _block_logits(query: Tensor, items: Tensor, start: int, stop: int, temperature: float) -> Tensor:
-    logits = query @ items[start:stop].t() / temperature
+    logits = query @ items[start:stop].t()
+    if temperature != 1.0:
+        logits.mul_(1.0 / temperature)
     if start == 0:  # the padding item is never a candidate
         logits[:, 0] = float("-inf")
     return logits
+
+
+def _exp_shifted_(block: Tensor) -> Tuple[Tensor, Tensor]:
+    """In place: ``block <- exp(block - rowmax)``; returns ``(rowmax, rowsum)`` of the shifted exponentials
+    (so that ``logsumexp = rowmax + log(rowsum)``), without the temporaries of ``torch.logsumexp``."""
+    top = block.amax(dim=1)
+    top = top.masked_fill(top == float("-inf"), 0.0)  # a block of the padding column only: exp(-inf) = 0
+    block.sub_(top.unsqueeze(1)).exp_()
+    return top, block.sum(dim=1)
+
+
+class _OneBlockSoftmax(torch.autograd.Function):
+    """The full softmax when the ``[P, N]`` logits fit the budget at once: one logits matmul forward, two
+    backward, and one ``[P, N]`` buffer that the forward turns into the softmax in place and the backward
+    into the gradient of the logits in place (no recomputation, no second ``[P, N]`` tensor). So its graph
+    takes one backward pass: a second one (``retain_graph=True``) raises instead of reading the spent buffer."""
+
+    @staticmethod
+    def forward(ctx, query, items, pos_index, temperature):
+        block = _block_logits(query, items, 0, items.shape[0], temperature)
+        target = block.gather(1, pos_index.unsqueeze(1)).squeeze(1)
+        top, total = _exp_shifted_(block)
+        ctx.save_for_backward(query, items, pos_index, block, total)
+        ctx.temperature, ctx.consumed = temperature, False
+        return top + total.log() - target
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.consumed:  # the buffer became the gradient: a second pass would read garbage
+            raise RuntimeError("the full softmax's backward ran twice on the same graph (retain_graph=True); "
+                               "recompute the loss for a second backward pass.")
+        ctx.consumed = True
+        query, items, pos_index, block, total = ctx.saved_tensors
+        weight = grad / ctx.temperature
+        dlogits = block.mul_((weight / total).unsqueeze(1))  # softmax x upstream grad / τ, in the saved buffer
+        dlogits[torch.arange(len(pos_index), device=block.device), pos_index] -= weight
+        grad_query = dlogits @ items if ctx.needs_input_grad[0] else None
+        grad_items = dlogits.t() @ query if ctx.needs_input_grad[1] else None
+        return grad_query, grad_items, None, None
 
 
 class _ChunkedSoftmax(torch.autograd.Function):
@@ -61,8 +102,8 @@ class _ChunkedSoftmax(torch.autograd.Function):
     def forward(ctx, query, items, pos_index, chunk, temperature):
         lse = torch.full((query.shape[0],), float("-inf"), dtype=query.dtype, device=query.device)
         for start in range(0, items.shape[0], chunk):
-            block = _block_logits(query, items, start, start + chunk, temperature)
-            lse = torch.logaddexp(lse, torch.logsumexp(block, dim=1))
+            top, total = _exp_shifted_(_block_logits(query, items, start, start + chunk, temperature))
+            lse = torch.logaddexp(lse, top + total.log())
         target = (query * items[pos_index]).sum(-1) / temperature
         ctx.save_for_backward(query, items, pos_index, lse)
         ctx.chunk, ctx.temperature = chunk, temperature
@@ -77,7 +118,7 @@ class _ChunkedSoftmax(torch.autograd.Function):
         weight = grad.unsqueeze(1) / tau
         for start in range(0, items.shape[0], chunk):
             block = _block_logits(query, items, start, start + chunk, tau)
-            prob = torch.exp(block - lse.unsqueeze(1)) * weight  # softmax x upstream grad / τ
+            prob = block.sub_(lse.unsqueeze(1)).exp_().mul_(weight)  # softmax x upstream grad / τ
             if grad_query is not None:
                 grad_query.addmm_(prob, items[start:start + chunk])
             if grad_items is not None:
@@ -87,6 +128,22 @@ class _ChunkedSoftmax(torch.autograd.Function):
         if grad_items is not None:
             grad_items.index_add_(0, pos_index, -query * weight)
         return grad_query, grad_items, None, None, None
+
+
+def softmax_from_vectors(query: Tensor, items: Tensor, pos_index: Tensor, temperature: float = 1.0,
+                         chunk: Optional[int] = None) -> Tensor:
+    """Per-row full-softmax cross-entropy ``logsumexp_{j >= 1}(q·v_j / τ) - q·v_pos / τ`` from the vectors:
+    in one block (fastest: no recomputation; ``chunk`` None or >= N) or in blocks of ``chunk`` items.
+
+    Example:
+        >>> q, v, pos = torch.randn(4, 8), torch.randn(50, 8), torch.tensor([1, 7, 7, 49])
+        >>> ref = torch.log_softmax((q @ v.t())[:, 1:], -1).gather(1, (pos - 1)[:, None]).squeeze(1).neg()
+        >>> torch.allclose(softmax_from_vectors(q, v, pos), ref, atol=1e-6)
+        True
+    """
+    if chunk is None or chunk >= items.shape[0]:
+        return _OneBlockSoftmax.apply(query, items, pos_index, float(temperature))
+    return _ChunkedSoftmax.apply(query, items, pos_index, chunk, float(temperature))
 
 
 class ChunkedSoftmaxLoss(Loss):
@@ -136,7 +193,7 @@ class ChunkedSoftmaxLoss(Loss):
         if flat.shape[0] != pos.shape[0]:
             raise ConfigError(f"chunked_softmax: {flat.shape[0]} query rows but {pos.shape[0]} positives.")
         chunk = chunk_columns(flat.shape[0], self.chunk_mb, items.shape[0])
-        loss = _ChunkedSoftmax.apply(flat, items, pos, chunk, self.temperature)
+        loss = softmax_from_vectors(flat, items, pos, self.temperature, chunk)
         return self.reduce(loss.reshape(query.shape[:-1]))
 
     def extra_repr(self) -> str:

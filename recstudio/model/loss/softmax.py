@@ -19,6 +19,13 @@ class SoftmaxLoss(Loss):
     ``pos_index`` is not given, ``pos_score`` is used as the positive's logit (it must then be
     one of the columns of ``all_score``, otherwise the result is not a cross-entropy).
 
+    Instead of the scores, a model may pass the decomposed ``query`` [P, d] and ``item_vectors``
+    [N, d] (scores ``query @ item_vectors.T``, row 0 the padding item, never a candidate) with
+    ``pos_index`` (``accepts_vectors``): the same value and gradients from one ``[P, N]`` buffer
+    turned into the softmax and then the logits' gradient in place
+    (:func:`~recstudio.model.loss.chunked.softmax_from_vectors`), about half the passes over the
+    logits of the score-tensor path. The sequential family does so for inner-product and cosine scores.
+
     Args:
         temperature: τ, the scores are divided by it.
         padding_idx: a column of ``all_score`` to mask with ``-inf`` (e.g. ``0``); ``None`` = none.
@@ -32,6 +39,7 @@ class SoftmaxLoss(Loss):
     """
 
     needs_all_scores = True
+    accepts_vectors = True
 
     def __init__(self, temperature: float = 1.0, padding_idx: Optional[int] = None, reduction: str = "mean"):
         super().__init__(reduction)
@@ -39,7 +47,14 @@ class SoftmaxLoss(Loss):
         self.padding_idx = padding_idx
 
     def forward(self, pos_score=None, neg_score=None, log_pos_prob=None, log_neg_prob=None,
-                all_score=None, label=None, pos_index=None, neg_is_pos=None) -> Tensor:
+                all_score=None, label=None, pos_index=None, neg_is_pos=None, query: Optional[Tensor] = None,
+                item_vectors: Optional[Tensor] = None) -> Tensor:
+        if all_score is None and query is not None and item_vectors is not None:
+            from recstudio.model.loss.chunked import softmax_from_vectors
+            pos = self.require("pos_index", pos_index, "Give pos_index with the vectors.").long()
+            per_row = softmax_from_vectors(query.reshape(-1, query.shape[-1]), item_vectors, pos.reshape(-1),
+                                           self.temperature)
+            return self.reduce(per_row.reshape(pos.shape))
         all_score = self.require("all_score", all_score, "Full softmax scores every item: [B, N].")
         if self.padding_idx is not None:
             col = torch.arange(all_score.shape[-1], device=all_score.device) == self.padding_idx
