@@ -133,6 +133,24 @@ def test_kg_batches_have_valid_ids_negatives_differ_and_repeat_by_seed(kg_split)
     assert torch.equal(resumed.sample_kg_batch(64)["neg_tail"], nxt["neg_tail"])
 
 
+def test_head_tails_negatives_are_no_tail_of_their_head(kg_split):
+    """kg_negatives 'head_tails' (RecBole's KGSampler): a corrupted tail is no tail of the head under any
+    relation, and the draws still cover the rest of the entities."""
+    model = built("CKE", kg_split, kg_negatives="head_tails")
+    ctx = model.meta
+    tails_of = {}
+    for h, t in zip(ctx.kg_head.tolist(), ctx.kg_tail.tolist()):
+        tails_of.setdefault(h, set()).add(t)
+    kg = model.sample_kg_batch(2048)
+    assert all(t not in tails_of[h] for h, t in zip(kg["head"].tolist(), kg["neg_tail"].tolist()))
+    assert int(kg["neg_tail"].min()) >= 1 and int(kg["neg_tail"].max()) < ctx.num_entities
+    assert len(set(kg["neg_tail"].tolist())) >= ctx.num_entities - 8
+    plain = built("CKE", kg_split).sample_kg_batch(2048)  # the default avoids only the triple's own tail
+    assert any(t in tails_of[h] for h, t in zip(plain["head"].tolist(), plain["neg_tail"].tolist()))
+    with pytest.raises(ConfigError, match="kg_negatives"):
+        built("CKE", kg_split, kg_negatives="all")
+
+
 def test_items_without_an_entity_get_no_knowledge_term(kg_split):
     cke = built("CKE", kg_split)
     ctx = cke.meta

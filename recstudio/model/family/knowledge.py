@@ -7,8 +7,9 @@ A model of this family declares ``needs = {"kg"}`` (KGAT adds ``train_graph``) a
 ``items_without_entity``). The base registers them as buffers (``self.kg_head`` ... ``self.item_entity``)
 and, for every training batch of interactions, draws a batch of KG triples **on the model side** by
 tensor indexing (:meth:`sample_kg_batch`): ``kg_batch_size`` triples uniformly with replacement, each
-with a corrupted tail drawn uniformly over the entities other than the true tail, from a generator
-seeded by the config ``seed`` (so runs repeat).
+with a corrupted tail drawn uniformly over the entities other than the true tail (``kg_negatives:
+head_tails``: other than every tail of the head, RecBole's KGSampler), from a generator seeded by the
+config ``seed`` (so runs repeat).
 
 How the two losses meet (``kg_schedule``):
 
@@ -52,6 +53,7 @@ from recstudio.model.base.itemtower import TOWER_HELP, TwoTowerRecommender
 from recstudio.model.base.recommender import Recommender
 from recstudio.model.module.kg import embedding_norm, kg_bpr_loss, kg_margin_loss
 from recstudio.utils.errors import ConfigError, DataError
+from recstudio.utils.options import Option
 
 #: help text of the keys the family's models declare in their YAML ``model`` section
 KG_HELP = {
@@ -68,6 +70,14 @@ KG_HELP = {
     "kg_reg_weight": "weight of the L2 norm (RecBole's EmbLoss) of the batch's projected triple vectors",
 }
 SCHEDULES = ("joint", "alternating", "epochs")
+KG_NEGATIVES = ("true_tail", "head_tails")
+#: keys every knowledge-aware model accepts without listing them in its YAML (``family_options``)
+KG_OPTIONS = {
+    "kg_negatives": Option(
+        "true_tail", (str,), "corrupted tails of the KG loss: 'true_tail' (uniform over the entities other than the "
+        "triple's own tail) or 'head_tails' (uniform over the entities that are no tail of the head under any "
+        "relation: RecBole's KGSampler)", choices=KG_NEGATIVES),
+}
 
 
 class KnowledgeRecommender(TwoTowerRecommender):
@@ -81,6 +91,7 @@ class KnowledgeRecommender(TwoTowerRecommender):
     base_name = "Knowledge"
     needs = frozenset({"kg"})
     option_help = dict(KG_HELP)
+    family_options = dict(KG_OPTIONS)
 
     def __init__(self, config=None, dataset_config=None, **overrides):
         super().__init__(config, dataset_config, **overrides)
@@ -107,6 +118,10 @@ class KnowledgeRecommender(TwoTowerRecommender):
         for name in ("kg_head", "kg_relation", "kg_tail", "item_entity"):
             self.register_buffer(name, getattr(meta, name).long(), persistent=False)
         self._kg_generator = torch.Generator().manual_seed(int(self.config["seed"]))
+        keys = None
+        if self.cfg("kg_negatives", "true_tail") == "head_tails":  # sorted head * E + tail of every triple
+            keys = torch.unique(self.kg_head * meta.num_entities + self.kg_tail)
+        self.register_buffer("_head_tail_keys", keys, persistent=False)
 
     def sample_kg_batch(self, size: Optional[int] = None) -> Dict[str, torch.Tensor]:
         """``size`` (default ``kg_batch_size``) triples drawn uniformly with replacement:
@@ -126,14 +141,32 @@ class KnowledgeRecommender(TwoTowerRecommender):
 
     def _corrupted_triples(self, idx: torch.Tensor) -> Dict[str, torch.Tensor]:
         """The triples ``idx`` as ``{head, relation, pos_tail, neg_tail}``, ``neg_tail`` drawn uniformly over
-        the entities ``1..num_entities-1`` other than ``pos_tail`` (exactly: a draw among the others)."""
-        pos = self.kg_tail[idx]
+        the entities ``1..num_entities-1`` other than ``pos_tail`` (exactly: a draw among the others), or with
+        ``kg_negatives: head_tails`` over those that are no tail of the head at all (redrawn until so)."""
+        pos, head = self.kg_tail[idx], self.kg_head[idx]
         m = self.meta.num_entities - 1  # real entities 1..m
         if m < 2:
             raise ConfigError("corrupting KG tails needs at least two entities.")
         shift = torch.randint(1, m, (len(idx),), generator=self._kg_generator).to(pos.device)
-        return {"head": self.kg_head[idx], "relation": self.kg_relation[idx], "pos_tail": pos,
-                "neg_tail": (pos - 1 + shift) % m + 1}  # uniform over 1..m without pos
+        neg = (pos - 1 + shift) % m + 1  # uniform over 1..m without pos
+        if self._head_tail_keys is not None:
+            neg = self._redraw_tails_of_head(head, neg, m)
+        return {"head": head, "relation": self.kg_relation[idx], "pos_tail": pos, "neg_tail": neg}
+
+    def _redraw_tails_of_head(self, head: torch.Tensor, neg: torch.Tensor, m: int, rounds: int = 100) -> torch.Tensor:
+        """Redraw (uniformly over 1..m) every ``neg`` that is a tail of its ``head``, until none is."""
+        keys, entities = self._head_tail_keys, self.meta.num_entities
+        for _ in range(rounds):
+            key = head * entities + neg
+            at = torch.searchsorted(keys, key).clamp_(max=len(keys) - 1)
+            hit = keys[at] == key
+            if not bool(hit.any()):
+                return neg
+            fresh = torch.randint(1, m + 1, (int(hit.sum()),), generator=self._kg_generator).to(neg.device)
+            neg = neg.masked_scatter(hit, fresh)
+        raise DataError(f"kg_negatives 'head_tails': after {rounds} draws some heads still got only their own "
+                        "tails; a head linked to (nearly) every entity has no negative tail. Use kg_negatives "
+                        "'true_tail'.")
 
     def kg_epoch(self) -> float:
         """The KG epoch of ``kg_schedule: epochs``: one optimizer step on ``kg_weight * kg_loss`` per batch of
